@@ -1,0 +1,73 @@
+"""cldprov-async: a lightweight asyncio client for Cloudinary's Account Provisioning API.
+
+Start with ``CldProvisioning``; its ``access_keys`` attribute holds the operations.
+"""
+
+from . import errors, models
+from ._access_keys import AccessKeysAPI
+from ._client import CldProvisioning
+from ._config import RetryConfig, Security
+from ._ratelimit import RateLimit, RateLimitStats
+from ._version import __version__
+from .errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    CldProvisioningError,
+    ConflictError,
+    ErrorResponse,
+    NotFoundError,
+    OutcomeUnknownError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ResponseTooLargeError,
+    ResponseValidationError,
+    TransportError,
+)
+from .models import (
+    AccessKey,
+    AccessKeyRequest,
+    AccessKeysResponse,
+    AccessKeyUpdateRequest,
+    DedicatedFor,
+    GetAccessKeysRequest,
+    SortBy,
+    SortOrder,
+    SuccessResponse,
+)
+
+__all__ = [
+    "APIError",
+    "AccessKey",
+    "AccessKeyRequest",
+    "AccessKeyUpdateRequest",
+    "AccessKeysAPI",
+    "AccessKeysResponse",
+    "AuthenticationError",
+    "BadRequestError",
+    "CldProvisioning",
+    "CldProvisioningError",
+    "ConflictError",
+    "DedicatedFor",
+    "ErrorResponse",
+    "GetAccessKeysRequest",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "RateLimit",
+    "RateLimitStats",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "ResponseTooLargeError",
+    "ResponseValidationError",
+    "RetryConfig",
+    "Security",
+    "SortBy",
+    "SortOrder",
+    "SuccessResponse",
+    "TransportError",
+    "__version__",
+    "errors",
+    "models",
+]

@@ -1,0 +1,107 @@
+"""``CldProvisioning``: configuration in, ``client.access_keys`` out, one session underneath."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+
+import aiohttp
+from yarl import URL
+
+from ._access_keys import AccessKeysAPI
+from ._config import RetryConfig, Security, resolve_credentials, resolve_server_url
+from ._ratelimit import RateLimit, RateLimitStats
+from ._session import Session
+
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+
+class CldProvisioning:
+    """An asyncio client for the Account Provisioning API.
+
+    Use it as ``async with CldProvisioning(...) as client`` (or ``await client.close()``).
+    ``account_id`` and ``security`` fall back to ``CLOUDINARY_ACCOUNT_URL``
+    (``account://KEY:SECRET@ACCOUNT_ID``). ``timeout`` is seconds per attempt;
+    ``retry_config`` is the default budget of every call (override per call with
+    ``retries=``). Pass ``session`` to share an ``aiohttp.ClientSession``: the client then
+    leaves it open on close.
+    """
+
+    def __init__(
+        self,
+        account_id: str | None = None,
+        security: Security | None = None,
+        *,
+        region: str = "api",
+        server_url: str | URL | None = None,
+        timeout: float | None = 30.0,
+        retry_config: RetryConfig | None = None,
+        session: aiohttp.ClientSession | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_connections: int = 100,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        account_id, security = resolve_credentials(account_id, security, env)
+        base_url = resolve_server_url(region, server_url)
+        if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout}")
+        if retry_config is not None and not isinstance(retry_config, RetryConfig):
+            raise TypeError(
+                f"retry_config must be a RetryConfig, not {type(retry_config).__name__}"
+            )
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError(
+                f"session must be an aiohttp.ClientSession, not {type(session).__name__}"
+            )
+        for name, value in (
+            ("max_response_bytes", max_response_bytes),
+            ("max_connections", max_connections),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, not {value!r}")
+        self.account_id = account_id
+        self.server_url = base_url
+        self._session = Session(
+            base_url=base_url,
+            security=security,
+            timeout=timeout,
+            retry=retry_config or RetryConfig(),
+            max_response_bytes=max_response_bytes,
+            max_connections=max_connections,
+            session=session,
+        )
+        self.access_keys = AccessKeysAPI(self._session, account_id)
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """What the server last said about the rate limit (None before the first answer)."""
+        return self._session.limiter.snapshot
+
+    @property
+    def stats(self) -> RateLimitStats:
+        """Requests sent, rejected by the rate limit, retried, and seconds spent waiting."""
+        return self._session.limiter.stats
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def __aenter__(self) -> CldProvisioning:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"CldProvisioning(account_id={self.account_id!r}, server_url={str(self.server_url)!r})"
+        )
+
+    def __del__(self) -> None:
+        session = getattr(self, "_session", None)
+        if session is not None:
+            session.warn_if_open()

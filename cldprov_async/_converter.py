@@ -1,0 +1,118 @@
+"""The one cattrs converter: every model goes to and from JSON through it.
+
+Structuring is strict about types (a number where a string belongs is an error, not a
+silent ``str()``), lenient about extras (unknown fields are ignored), and every failure
+becomes a ``ResponseValidationError`` whose message names the field but never its value,
+so a secret in a malformed body cannot reach a log through an error message.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.gen import make_dict_unstructure_fn
+
+from .errors import ResponseValidationError
+from .models import (
+    AccessKey,
+    AccessKeyRequest,
+    AccessKeysResponse,
+    AccessKeyUpdateRequest,
+    DedicatedFor,
+    SuccessResponse,
+)
+
+T = TypeVar("T")
+
+converter = cattrs.Converter(forbid_extra_keys=False, detailed_validation=True)
+
+
+def _str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _bool(value: Any, _: type) -> bool:
+    # The live API accepts "true"/"false" strings; tolerate them coming back too.
+    if isinstance(value, bool):
+        return value
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    raise TypeError(f"expected a boolean, got {type(value).__name__}")
+
+
+def _int(value: Any, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _datetime(value: Any, _: type) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO-8601 string, got {type(value).__name__}")
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _dedicated_for(value: Any, _: type) -> tuple[str, ...]:
+    # The live API sends a list; the spec's request form is a bare string. Accept both.
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise TypeError(f"expected a list of strings, got {type(value).__name__}")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"expected a string, got {type(item).__name__}")
+        out.append(DedicatedFor(item) if item in DedicatedFor._value2member_map_ else item)
+    return tuple(out)
+
+
+converter.register_structure_hook(str, _str)
+converter.register_structure_hook(bool, _bool)
+converter.register_structure_hook(int, _int)
+converter.register_structure_hook(datetime, _datetime)
+converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _dedicated_for)
+
+_keys_hook = converter.get_structure_hook(tuple[AccessKey, ...])
+
+
+def _keys(value: Any, cls: type) -> tuple[AccessKey, ...]:
+    # A JSON string is iterable too; only a list may become a tuple of keys.
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    keys: tuple[AccessKey, ...] = _keys_hook(value, cls)
+    return keys
+
+
+converter.register_structure_hook_func(lambda t: t == tuple[AccessKey, ...], _keys)
+
+# Requests: None means "unset" and is not sent; enums go out as their values.
+for _request in (AccessKeyRequest, AccessKeyUpdateRequest):
+    converter.register_unstructure_hook(
+        _request, make_dict_unstructure_fn(_request, converter, _cattrs_omit_if_default=True)
+    )
+
+
+def structure(data: Any, cls: type[T], what: str) -> T:
+    """Build ``cls`` from decoded JSON, or raise ResponseValidationError naming the fields."""
+    if not isinstance(data, dict):
+        raise ResponseValidationError(f"{what}: expected a JSON object, got {type(data).__name__}")
+    try:
+        return converter.structure(data, cls)
+    except Exception as exc:
+        details = "; ".join(cattrs.transform_error(exc))
+        raise ResponseValidationError(f"{what}: {details}") from None
+
+
+def unstructure(model: object) -> dict[str, Any]:
+    """The JSON body for a request model: set fields only."""
+    out: dict[str, Any] = converter.unstructure(model)
+    return out
+
+
+__all__ = ["AccessKey", "AccessKeysResponse", "SuccessResponse", "structure", "unstructure"]

@@ -1,0 +1,153 @@
+"""The session wrapper: one aiohttp ``ClientSession`` and the one path every request takes.
+
+It owns the session (or borrows the caller's and leaves it open), puts the credentials in
+an ``Authorization`` header built once, never follows redirects, and hands each call's
+budget to the rate-limit middleware through a context variable. What comes back is a
+``Reply`` with the body already read, so nothing downstream can leak a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from attrs import frozen
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from ._config import RetryConfig, Security
+from ._ratelimit import CallContext, RateLimiter, RateLimitMiddleware, current_call
+from ._version import __version__
+
+USER_AGENT = (
+    f"cldprov-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
+)
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
+
+
+@frozen
+class Reply:
+    """A finished exchange: status, headers and the whole body."""
+
+    method: str
+    path: str
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+class Session:
+    """Sends requests for one client; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        base_url: URL,
+        security: Security,
+        timeout: float | None,
+        retry: RetryConfig,
+        max_response_bytes: int,
+        max_connections: int,
+        session: aiohttp.ClientSession | None,
+    ) -> None:
+        self.base_url = base_url
+        self.timeout = timeout
+        self.retry = retry
+        self.max_response_bytes = max_response_bytes
+        self.limiter = RateLimiter()
+        self._middleware = RateLimitMiddleware(self.limiter)
+        self._borrowed = session
+        self._owned: aiohttp.ClientSession | None = None
+        self._max_connections = max_connections
+        self._closed = False
+        auth = aiohttp.encode_basic_auth(
+            security.provisioning_api_key, security.provisioning_api_secret
+        )
+        self._headers = {
+            "Authorization": auth,
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("this CldProvisioning client is closed")
+        if self._borrowed is not None:
+            return self._borrowed
+        if self._owned is None:
+            self._owned = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                middlewares=(self._middleware,),
+                timeout=_NO_TIMEOUT,  # the middleware times each attempt instead
+                raise_for_status=False,
+            )
+        return self._owned
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        retries: RetryConfig | None = None,
+        timeout_ms: float | None = None,
+        http_headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        session = self._session()
+        retry = retries or self.retry
+        timeout = self.timeout if timeout_ms is None else timeout_ms / 1000.0
+        loop = asyncio.get_running_loop()
+        call = CallContext(
+            retry=retry,
+            timeout=timeout,
+            max_bytes=self.max_response_bytes,
+            deadline=loop.time() + retry.max_wait,
+        )
+        headers: Mapping[str, str] = self._headers if body is None else self._json_headers
+        if http_headers:
+            headers = {**headers, **http_headers}
+        url = self.base_url.with_path(path, encoded=True)
+        if params:
+            url = url.with_query(params)
+        extra: dict[str, Any] = {}
+        if self._borrowed is not None:
+            # A borrowed session has its own middlewares and timeout; use ours for our calls.
+            extra = {
+                "middlewares": (self._middleware,),
+                "timeout": _NO_TIMEOUT,
+                "raise_for_status": False,
+            }
+        token = current_call.set(call)
+        try:
+            async with session.request(
+                method, url, data=body, headers=headers, allow_redirects=False, **extra
+            ) as resp:
+                return Reply(method, url.raw_path, resp.status, resp.headers, call.body)
+        finally:
+            current_call.reset(token)
+
+    async def close(self) -> None:
+        """Close the owned session (a borrowed one stays open: it is the caller's)."""
+        self._closed = True
+        if self._owned is not None:
+            owned, self._owned = self._owned, None
+            await owned.close()
+
+    def warn_if_open(self) -> None:
+        if self._owned is not None and not self._owned.closed:
+            warnings.warn(
+                "a CldProvisioning client was not closed; use `async with CldProvisioning(...)`"
+                " or `await client.close()`",
+                ResourceWarning,
+                stacklevel=3,
+            )

@@ -1,0 +1,231 @@
+"""Every error this library raises on purpose.
+
+Callers catch one base class and narrow from there::
+
+    CldProvisioningError
+    ├── ErrorResponse              documented status with the documented JSON error body
+    │   ├── BadRequestError          400
+    │   ├── AuthenticationError      401
+    │   ├── PermissionDeniedError    403
+    │   ├── NotFoundError            404
+    │   ├── ConflictError            409
+    │   └── RateLimitedError         420 or 429, or refused locally: the reset is past the budget
+    ├── APIError                   any other status, a redirect, or a body that is not the
+    │   │                          documented JSON (a proxy's HTML page, truncated JSON)
+    │   ├── ResponseTooLargeError    the body exceeded ``max_response_bytes``
+    │   └── ResponseValidationError  a success body of the wrong shape
+    └── TransportError             the exchange itself failed: connection refused or dropped
+        ├── RequestTimeoutError      no answer within the attempt timeout
+        └── OutcomeUnknownError      a ``generate`` may or may not have created a key
+
+Bad arguments from the caller are ``ValueError``/``TypeError`` raised before anything is
+sent; they are not part of this tree.
+
+No error carries credentials: messages hold the method, the path (ids only), the status and
+the server's message, never headers or request bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from ._ratelimit import RateLimit
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CldProvisioningError",
+    "ConflictError",
+    "ErrorResponse",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "ResponseTooLargeError",
+    "ResponseValidationError",
+    "TransportError",
+]
+
+_MAX_MESSAGE = 300
+
+
+class CldProvisioningError(Exception):
+    """Base of every error the library raises about a request."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        request_id: str | None = None,
+        body: str = "",
+        rate_limit: RateLimit | None = None,
+        category: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.message = message[:_MAX_MESSAGE]
+        self.status_code = status_code
+        self.method = method
+        self.path = path
+        self.request_id = request_id
+        #: The raw response text, for debugging; never part of ``str(error)``.
+        self.body = body
+        #: The rate-limit snapshot the client held when the error was raised.
+        self.rate_limit = rate_limit
+        #: ``category`` and ``code`` beside the message in some error bodies.
+        self.category = category
+        self.code = code
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.status_code is not None:
+            parts.append(str(self.status_code))
+        parts.append(self.message)
+        if self.method and self.path:
+            parts.append(f"({self.method} {self.path})")
+        if self.request_id:
+            parts.append(f"[request id {self.request_id}]")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class ErrorResponse(CldProvisioningError):
+    """The server answered a documented error status with ``{"error": {"message": ...}}``."""
+
+
+class BadRequestError(ErrorResponse):
+    """400: the server rejected the request's content."""
+
+
+class AuthenticationError(ErrorResponse):
+    """401: the provisioning key or secret is wrong."""
+
+
+class PermissionDeniedError(ErrorResponse):
+    """403: the credentials may not do this."""
+
+
+class NotFoundError(ErrorResponse):
+    """404: unknown account, product environment or key."""
+
+
+class ConflictError(ErrorResponse):
+    """409: a key with that name already exists."""
+
+
+class RateLimitedError(ErrorResponse):
+    """420/429, or refused before sending because the window resets past the retry budget.
+
+    ``reset_at`` (an aware datetime, or None when the server did not say) tells when
+    sending again makes sense.
+    """
+
+    def __init__(self, message: str, *, reset_at: datetime | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        #: When the server's window reopens (or its Retry-After ends), if it said.
+        self.reset_at = reset_at
+
+
+class APIError(CldProvisioningError):
+    """An undocumented status, a redirect, or a body that is not the documented JSON."""
+
+
+class ResponseTooLargeError(APIError):
+    """The response body was larger than the client's ``max_response_bytes``."""
+
+
+class ResponseValidationError(APIError):
+    """A success response whose JSON does not have the documented shape."""
+
+
+class TransportError(CldProvisioningError):
+    """No usable HTTP answer: the connection failed, dropped or timed out."""
+
+
+class RequestTimeoutError(TransportError):
+    """The server did not answer within the attempt timeout."""
+
+
+class OutcomeUnknownError(TransportError):
+    """A ``generate`` was sent but its outcome is unknown and could not be resolved.
+
+    Without a key name the client cannot look the key up, so it cannot tell whether the
+    server created one. List the keys before trying again.
+    """
+
+
+_BY_STATUS: dict[int, type[ErrorResponse]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    420: RateLimitedError,
+    429: RateLimitedError,
+}
+
+
+_REQUEST_ID_HEADERS = ("X-Request-Id", "X-Cld-Request-Id", "X-Amzn-Trace-Id")
+
+
+def from_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str,
+    path: str,
+    rate_limit: RateLimit | None,
+) -> CldProvisioningError:
+    """The error for a non-2xx answer: documented class if the body is documented JSON."""
+    text = body.decode("utf-8", "replace")
+    request_id = next((headers[h] for h in _REQUEST_ID_HEADERS if h in headers), None)
+    common: dict[str, Any] = {
+        "status_code": status,
+        "method": method,
+        "path": path,
+        "request_id": request_id,
+        "body": text,
+        "rate_limit": rate_limit,
+    }
+    cls = _BY_STATUS.get(status)
+    error = _error_body(text)
+    if cls is None or error is None:
+        if 300 <= status < 400:
+            return APIError("redirect not followed", **common)
+        reason = "not the documented JSON error body" if cls else "unexpected status"
+        return APIError(error[0] if error else reason, **common)
+    message, category, code = error
+    if cls is RateLimitedError:
+        reset = rate_limit.reset_at if rate_limit is not None else None
+        return RateLimitedError(message, reset_at=reset, category=category, code=code, **common)
+    return cls(message, category=category, code=code, **common)
+
+
+def _error_body(text: str) -> tuple[str, str | None, str | None] | None:
+    """(message, category, code) from ``{"error": {"message": ...}}``, or None."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return None
+    category, code = error.get("category"), error.get("code")
+    return (
+        error["message"],
+        category if isinstance(category, str) else None,
+        None if code is None else str(code),
+    )

@@ -1,0 +1,192 @@
+"""The wire types of the "Access Keys" tag, as frozen attrs classes.
+
+Request models validate on construction, so bad input fails with a ValueError/TypeError
+that names the parameter before anything is sent. ``None`` means "not set": unset fields
+are left out of the JSON body. Response models hold only what the spec (and the live API's
+``dedicated_for`` quirk) documents; unknown response fields are ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+from attrs import field, fields, frozen
+
+from .errors import APIError, ErrorResponse
+
+__all__ = [
+    "APIError",
+    "AccessKey",
+    "AccessKeyRequest",
+    "AccessKeyUpdateRequest",
+    "AccessKeysResponse",
+    "DedicatedFor",
+    "ErrorResponse",
+    "GetAccessKeysRequest",
+    "SortBy",
+    "SortOrder",
+    "SuccessResponse",
+]
+
+
+class SortBy(enum.StrEnum):
+    """Which field ``list`` sorts by."""
+
+    API_KEY = "api_key"
+    CREATED_AT = "created_at"
+    NAME = "name"
+    ENABLED = "enabled"
+
+
+class SortOrder(enum.StrEnum):
+    """The order of ``list`` results; the server's default is ``desc``."""
+
+    DESC = "desc"
+    ASC = "asc"
+
+
+class DedicatedFor(enum.StrEnum):
+    """What a key can be dedicated to (one key per product environment at a time)."""
+
+    WEBHOOKS = "webhooks"
+
+
+E = TypeVar("E", bound=enum.StrEnum)
+M = TypeVar("M")
+
+
+# --- validation helpers: each names the parameter it checks ---------------------------------
+
+
+def check_id(value: object, param: str) -> str:
+    """A path id: a non-empty string."""
+    if not isinstance(value, str):
+        raise TypeError(f"{param} must be a str, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{param} must not be empty")
+    return value
+
+
+def _coerce_enum(enum_cls: type[E], value: object, param: str) -> E | None:
+    if value is None or isinstance(value, enum_cls):
+        return value
+    if isinstance(value, str):
+        if value in enum_cls._value2member_map_:
+            return enum_cls(value)
+        allowed = ", ".join(repr(m.value) for m in enum_cls)
+        raise ValueError(f"{param} must be one of {allowed}, not {value!r}")
+    raise TypeError(f"{param} must be a {enum_cls.__name__} or str, not {type(value).__name__}")
+
+
+def _to_sort_by(value: object) -> SortBy | None:
+    return _coerce_enum(SortBy, value, "sort_by")
+
+
+def _to_sort_order(value: object) -> SortOrder | None:
+    return _coerce_enum(SortOrder, value, "sort_order")
+
+
+def _to_dedicated_for(value: object) -> DedicatedFor | None:
+    return _coerce_enum(DedicatedFor, value, "dedicated_for")
+
+
+def _opt_name(inst: object, attribute: Any, value: object) -> None:
+    if value is not None:
+        check_id(value, attribute.name)
+
+
+def _opt_bool(inst: object, attribute: Any, value: object) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be a bool, not {type(value).__name__}")
+
+
+def _opt_int(low: int, high: int | None) -> Any:
+    def check(inst: object, attribute: Any, value: object) -> None:
+        if value is None:
+            return
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{attribute.name} must be an int, not {type(value).__name__}")
+        if value < low or (high is not None and value > high):
+            bounds = f"{low}..{high}" if high is not None else f">= {low}"
+            raise ValueError(f"{attribute.name} must be {bounds}, not {value}")
+
+    return check
+
+
+def coerce_request(cls: type[M], value: object, param: str) -> M:
+    """Accept a model instance or a plain mapping of its fields, as the seed SDK does."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, Mapping):
+        known = {a.name for a in fields(cls)}  # type: ignore[arg-type]
+        unknown = [k for k in value if k not in known]
+        if unknown:
+            raise TypeError(f"{param} has unknown field(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**value)
+    raise TypeError(f"{param} must be a {cls.__name__} or a mapping, not {type(value).__name__}")
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+@frozen
+class AccessKeyRequest:
+    """Body of ``generate``."""
+
+    name: str | None = field(default=None, validator=_opt_name)
+    enabled: bool | None = field(default=None, validator=_opt_bool)
+
+
+@frozen
+class AccessKeyUpdateRequest:
+    """Body of ``update``; set only what should change."""
+
+    name: str | None = field(default=None, validator=_opt_name)
+    enabled: bool | None = field(default=None, validator=_opt_bool)
+    dedicated_for: DedicatedFor | None = field(default=None, converter=_to_dedicated_for)
+
+
+@frozen
+class GetAccessKeysRequest:
+    """Parameters of ``list``. Without ``page``/``page_size`` the server returns every key."""
+
+    sub_account_id: str = field(validator=lambda i, a, v: check_id(v, a.name))
+    page_size: int | None = field(default=None, validator=_opt_int(1, None))
+    page: int | None = field(default=None, validator=_opt_int(1, 100))
+    sort_by: SortBy | None = field(default=None, converter=_to_sort_by)
+    sort_order: SortOrder | None = field(default=None, converter=_to_sort_order)
+
+
+# --- responses --------------------------------------------------------------------------------
+
+
+@frozen
+class AccessKey:
+    """One access key. ``api_secret`` is kept out of repr/str."""
+
+    name: str
+    api_key: str
+    created_at: datetime
+    updated_at: datetime
+    enabled: bool
+    api_secret: str | None = field(default=None, repr=False)
+    #: The live API returns ``["webhooks"]`` on the dedicated key; the spec omits the field.
+    dedicated_for: tuple[str, ...] = ()
+
+
+@frozen
+class AccessKeysResponse:
+    """A page of keys; ``total`` counts all keys of the product environment."""
+
+    access_keys: tuple[AccessKey, ...] = ()
+    total: int | None = None
+
+
+@frozen
+class SuccessResponse:
+    """The body of a successful delete."""
+
+    message: str = ""
