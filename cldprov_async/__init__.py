@@ -8,6 +8,7 @@ from ._access_keys import AccessKeysAPI
 from ._client import CldProvisioning
 from ._config import RetryConfig, Security
 from ._ratelimit import RateLimit, RateLimitStats
+from ._rotation import RotationResult
 from ._version import __version__
 from .errors import (
     APIError,
@@ -24,6 +25,7 @@ from .errors import (
     ResponseTooLargeError,
     ResponseValidationError,
     TransportError,
+    VerificationError,
 )
 from .models import (
     AccessKey,
@@ -62,11 +64,13 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryConfig",
+    "RotationResult",
     "Security",
     "SortBy",
     "SortOrder",
     "SuccessResponse",
     "TransportError",
+    "VerificationError",
     "__version__",
     "errors",
     "models",

@@ -11,12 +11,14 @@ or a secret the caller never saw.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
+from . import _rotation
 from ._config import RetryConfig
 from ._converter import structure, unstructure
 from .errors import (
@@ -31,6 +33,8 @@ from .models import (
     AccessKeysResponse,
     AccessKeyUpdateRequest,
     GetAccessKeysRequest,
+    SortBy,
+    SortOrder,
     SuccessResponse,
     check_id,
     coerce_request,
@@ -179,6 +183,68 @@ class AccessKeysAPI:
         opts = _options(retries, timeout_ms, http_headers)
         path = self._key_path(sub_account_id, key)
         return await self._call("DELETE", path, SuccessResponse, **opts)
+
+    # -- built on the five: paging and rotation (see _rotation) ------------------------------
+
+    def iter_keys(
+        self,
+        sub_account_id: str,
+        *,
+        page_size: int = 100,
+        sort_by: SortBy | str | None = None,
+        sort_order: SortOrder | str | None = None,
+        retries: RetryConfig | None = None,
+    ) -> AsyncIterator[AccessKey]:
+        """Every key of a product environment, fetched a page at a time."""
+        GetAccessKeysRequest(sub_account_id, page_size, 1, sort_by, sort_order)  # validate now
+        return _rotation.iter_keys(
+            self,
+            sub_account_id,
+            page_size=page_size,
+            sort_by=sort_by,
+            sort_order=sort_order,
+            retries=retries,
+        )
+
+    async def rotate(
+        self,
+        sub_account_id: str,
+        *,
+        name: str | None = None,
+        retire: _rotation.Retire = "disable",
+        verify: _rotation.Verify | None = None,
+        retries: RetryConfig | None = None,
+    ) -> _rotation.RotationResult:
+        """Replace the enabled keys with one new key. Check ``result.ok``: errors are returned.
+
+        Running it again with the same ``name`` finishes a half-done rotation.
+        """
+        return await _rotation.rotate(
+            self, sub_account_id, name=name, retire=retire, verify=verify, retries=retries
+        )
+
+    async def rotate_many(
+        self,
+        sub_account_ids: Iterable[str],
+        *,
+        concurrency: int = 8,
+        on_progress: _rotation.OnProgress | None = None,
+        name: str | None = None,
+        retire: _rotation.Retire = "disable",
+        verify: _rotation.Verify | None = None,
+        retries: RetryConfig | None = None,
+    ) -> builtins.list[_rotation.RotationResult]:
+        """Rotate many product environments concurrently; one result each, in input order."""
+        return await _rotation.rotate_many(
+            self,
+            sub_account_ids,
+            concurrency=concurrency,
+            on_progress=on_progress,
+            name=name,
+            retire=retire,
+            verify=verify,
+            retries=retries,
+        )
 
     # -- the one request path --------------------------------------------------------------
 

@@ -161,7 +161,7 @@ class RateLimiter:
         self._unlimited = False
         self._in_flight = 0
         self._window = 1.0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[tuple[asyncio.Future[None], float]] = deque()  # (fut, deadline)
         self._timer: asyncio.TimerHandle | None = None
 
     # -- permits ---------------------------------------------------------------------------
@@ -204,7 +204,7 @@ class RateLimiter:
         if opens is not None and opens > call.deadline:
             raise self._too_far(opens - now)
         fut: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(fut)
+        self._waiters.append((fut, call.deadline))
         self._arm(loop)
         started = now
         try:
@@ -220,13 +220,16 @@ class RateLimiter:
             self.stats.waited_seconds += loop.time() - started
 
     def _abandon(self, fut: asyncio.Future[None]) -> None:
-        if fut.done() and not fut.cancelled():
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
             self._give_back()  # granted just as its caller left
         else:
             fut.cancel()
 
     def _too_far(self, wait: float) -> RateLimitedError:
         reset_at = datetime.fromtimestamp(time.time() + wait, UTC)
+        said = self.snapshot.reset_at if self.snapshot is not None else None
+        if said is not None and abs((said - reset_at).total_seconds()) < 1.0:
+            reset_at = said  # the server's own words, not our arithmetic
         return RateLimitedError(
             f"rate limited: the window reopens in {wait:.0f}s, past this call's retry budget"
             if wait
@@ -262,7 +265,7 @@ class RateLimiter:
         now = loop.time()
         spread = min(0.25, 0.1 * self._window)
         while self._waiters:
-            fut = self._waiters[0]
+            fut = self._waiters[0][0]
             if fut.done():
                 self._waiters.popleft()
                 continue
@@ -274,7 +277,23 @@ class RateLimiter:
             else:
                 fut.set_result(None)
         if self._waiters:
+            self._refuse_past_budget(now)
             self._arm(loop)
+
+    def _refuse_past_budget(self, now: float) -> None:
+        """Fail at once the waiters whose budget ends before the gate can reopen."""
+        opens = self._opens_at(now)
+        if opens is None:
+            return
+        keep: deque[tuple[asyncio.Future[None], float]] = deque()
+        for fut, deadline in self._waiters:
+            if fut.done():
+                continue
+            if deadline < opens:
+                fut.set_exception(self._too_far(opens - now))
+            else:
+                keep.append((fut, deadline))
+        self._waiters = keep
 
     def _grant(self, fut: asyncio.Future[None]) -> None:
         if fut.done():

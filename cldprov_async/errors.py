@@ -14,9 +14,10 @@ Callers catch one base class and narrow from there::
     │   │                          documented JSON (a proxy's HTML page, truncated JSON)
     │   ├── ResponseTooLargeError    the body exceeded ``max_response_bytes``
     │   └── ResponseValidationError  a success body of the wrong shape
-    └── TransportError             the exchange itself failed: connection refused or dropped
-        ├── RequestTimeoutError      no answer within the attempt timeout
-        └── OutcomeUnknownError      a ``generate`` may or may not have created a key
+    ├── TransportError             the exchange itself failed: connection refused or dropped
+    │   ├── RequestTimeoutError      no answer within the attempt timeout
+    │   └── OutcomeUnknownError      a ``generate`` may or may not have created a key
+    └── VerificationError          a rotation's ``verify`` rejected the new key
 
 Bad arguments from the caller are ``ValueError``/``TypeError`` raised before anything is
 sent; they are not part of this tree.
@@ -51,6 +52,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "TransportError",
+    "VerificationError",
 ]
 
 _MAX_MESSAGE = 300
@@ -164,6 +166,10 @@ class OutcomeUnknownError(TransportError):
     Without a key name the client cannot look the key up, so it cannot tell whether the
     server created one. List the keys before trying again.
     """
+
+
+class VerificationError(CldProvisioningError):
+    """The caller's ``verify`` rejected a rotation's new key, so nothing was retired."""
 
 
 _BY_STATUS: dict[int, type[ErrorResponse]] = {

@@ -1,0 +1,247 @@
+"""Key rotation: a new enabled key in, the old ones out, nothing lost on the way.
+
+A rotation of one product environment runs in an order that keeps its invariants at every
+step, so a failure anywhere leaves a working environment:
+
+1. list the keys (one request: without paging the API returns them all, secrets included);
+2. the new key: the one already called ``name`` (a rerun finishing a half-done rotation), or
+   ``generate`` (which never makes two keys for one call), enabled;
+3. if any other key is dedicated for webhooks, dedicate the new one (the API moves it);
+4. await ``verify(new_key)``, the caller's proof that the new key works;
+5. retire the other keys that are enabled: disable, delete, or keep them.
+
+The new key is never retired, at least one enabled key always remains, and the new key
+(with its secret) is in the result even when a later step fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+from attrs import evolve, frozen
+
+from ._config import RetryConfig
+from .errors import CldProvisioningError, ConflictError, NotFoundError, VerificationError
+from .models import AccessKey, DedicatedFor, SortBy, SortOrder, check_id
+
+if TYPE_CHECKING:
+    from ._access_keys import AccessKeysAPI
+
+log = logging.getLogger("cldprov_async")
+
+Retire = Literal["disable", "delete", "keep"]
+Verify = Callable[[AccessKey], Awaitable[object]]
+OnProgress = Callable[[int, int, "RotationResult"], object]
+RETIRE_MODES = ("disable", "delete", "keep")
+#: Hourly windows reset up to an hour later; a bulk rotation waits for them.
+BULK_MAX_WAIT = 3700.0
+
+
+@frozen
+class RotationResult:
+    """How one product environment's rotation ended. ``new_key`` holds the new secret."""
+
+    sub_account_id: str
+    new_key: AccessKey | None = None
+    retired: tuple[AccessKey, ...] = ()
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def run_name() -> str:
+    """A key name unique to one run: UTC time to the second plus 32 random bits."""
+    return f"rotated-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def check_rotate_options(name: str | None, retire: str, verify: Verify | None) -> None:
+    if name is not None:
+        check_id(name, "name")
+    if retire not in RETIRE_MODES:
+        raise ValueError(f"retire must be one of {RETIRE_MODES}, not {retire!r}")
+    if verify is not None and not callable(verify):
+        raise TypeError("verify must be an async callable taking the new AccessKey")
+
+
+async def iter_keys(
+    api: AccessKeysAPI,
+    sub_account_id: str,
+    *,
+    page_size: int = 100,
+    sort_by: SortBy | str | None = None,
+    sort_order: SortOrder | str | None = None,
+    retries: RetryConfig | None = None,
+) -> AsyncIterator[AccessKey]:
+    """Every key, a page at a time; the API serves at most 100 pages."""
+    page = 1
+    while True:
+        request = {
+            "sub_account_id": sub_account_id,
+            "page_size": page_size,
+            "page": page,
+            "sort_by": sort_by,
+            "sort_order": sort_order,
+        }
+        listing = await api.list(request, retries=retries)
+        for key in listing.access_keys:
+            yield key
+        seen = (page - 1) * page_size + len(listing.access_keys)
+        if len(listing.access_keys) < page_size or (
+            listing.total is not None and seen >= listing.total
+        ):
+            return
+        if page == 100:
+            raise CldProvisioningError(
+                f"more keys than 100 pages of {page_size} can hold; use a larger page_size"
+            )
+        page += 1
+
+
+async def rotate(
+    api: AccessKeysAPI,
+    sub_account_id: str,
+    *,
+    name: str | None = None,
+    retire: Retire = "disable",
+    verify: Verify | None = None,
+    retries: RetryConfig | None = None,
+) -> RotationResult:
+    """Rotate one product environment; errors land in the result, never lose the new key."""
+    check_id(sub_account_id, "sub_account_id")
+    check_rotate_options(name, retire, verify)
+    name = name or run_name()
+    new_key: AccessKey | None = None
+    retired: list[AccessKey] = []
+    try:
+        keys = (await api.list({"sub_account_id": sub_account_id}, retries=retries)).access_keys
+        new_key = next((k for k in keys if k.name == name), None)
+        if new_key is None:
+            new_key = await _generate(api, sub_account_id, name, retries)
+        elif not new_key.enabled:
+            new_key = await _update(api, sub_account_id, new_key, {"enabled": True}, retries)
+        others = [k for k in keys if k.api_key != new_key.api_key]
+        dedicated = any(DedicatedFor.WEBHOOKS in k.dedicated_for for k in others)
+        if dedicated and DedicatedFor.WEBHOOKS not in new_key.dedicated_for:
+            change = {"dedicated_for": DedicatedFor.WEBHOOKS}
+            new_key = await _update(api, sub_account_id, new_key, change, retries)
+        if verify is not None:
+            await _verify(verify, new_key)
+        if retire != "keep":
+            for old in others:
+                if old.enabled:
+                    retired.append(await _retire(api, sub_account_id, old, retire, retries))
+    except CldProvisioningError as exc:
+        log.warning("rotation of %s failed: %s", sub_account_id, exc)
+        return RotationResult(sub_account_id, new_key, tuple(retired), exc)
+    return RotationResult(sub_account_id, new_key, tuple(retired))
+
+
+async def rotate_many(
+    api: AccessKeysAPI,
+    sub_account_ids: Iterable[str],
+    *,
+    concurrency: int = 8,
+    on_progress: OnProgress | None = None,
+    name: str | None = None,
+    retire: Retire = "disable",
+    verify: Verify | None = None,
+    retries: RetryConfig | None = None,
+) -> list[RotationResult]:
+    """Rotate many environments, at most ``concurrency`` at a time, results in input order.
+
+    One failure never stops the others. Calls wait out the rate limit's window (up to an
+    hour by default) rather than fail: pass ``retries`` to choose another budget.
+    """
+    ids = list(sub_account_ids) if not isinstance(sub_account_ids, str) else [sub_account_ids]
+    for sub in ids:
+        check_id(sub, "sub_account_ids[]")
+    if len(set(ids)) != len(ids):
+        raise ValueError("sub_account_ids must not repeat an id")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
+    check_rotate_options(name, retire, verify)
+    name = name or run_name()
+    if retries is None:
+        base = api._session.retry
+        retries = evolve(base, max_wait=max(base.max_wait, BULK_MAX_WAIT))
+    gate = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(sub: str) -> RotationResult:
+        nonlocal done
+        async with gate:
+            try:
+                result = await rotate(
+                    api, sub, name=name, retire=retire, verify=verify, retries=retries
+                )
+            except Exception as exc:  # a bug or an odd verify: still only this one fails
+                log.exception("rotation of %s failed unexpectedly", sub)
+                result = RotationResult(sub, error=exc)
+        done += 1
+        if on_progress is not None:
+            outcome = on_progress(done, len(ids), result)
+            if inspect.isawaitable(outcome):
+                await outcome
+        return result
+
+    return list(await asyncio.gather(*(one(sub) for sub in ids)))
+
+
+# -- steps ---------------------------------------------------------------------------------
+
+
+async def _generate(
+    api: AccessKeysAPI, sub: str, name: str, retries: RetryConfig | None
+) -> AccessKey:
+    try:
+        return await api.generate(sub, {"name": name, "enabled": True}, retries=retries)
+    except ConflictError:
+        # Someone (an earlier run?) created it since we listed: take that one.
+        keys = (await api.list({"sub_account_id": sub}, retries=retries)).access_keys
+        found = next((k for k in keys if k.name == name), None)
+        if found is None:
+            raise
+        return found
+
+
+async def _update(
+    api: AccessKeysAPI,
+    sub: str,
+    key: AccessKey,
+    change: Mapping[str, object],
+    retries: RetryConfig | None,
+) -> AccessKey:
+    updated = await api.update(sub, key.api_key, change, retries=retries)
+    # Some answers to update omit the secret; keep the one we already hold.
+    if updated.api_secret is None and key.api_secret is not None:
+        updated = evolve(updated, api_secret=key.api_secret)
+    return updated
+
+
+async def _verify(verify: Verify, key: AccessKey) -> None:
+    try:
+        verdict = await verify(key)
+    except Exception as exc:
+        raise VerificationError(f"verify rejected the new key: {type(exc).__name__}") from exc
+    if verdict is False:
+        raise VerificationError("verify returned False for the new key")
+
+
+async def _retire(
+    api: AccessKeysAPI, sub: str, key: AccessKey, mode: Retire, retries: RetryConfig | None
+) -> AccessKey:
+    try:
+        if mode == "delete":
+            await api.delete(sub, key.api_key, retries=retries)
+            return key
+        return await api.update(sub, key.api_key, {"enabled": False}, retries=retries)
+    except NotFoundError:
+        return key  # already gone: deleted by a retried DELETE or by someone else
