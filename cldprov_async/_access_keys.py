@@ -287,18 +287,7 @@ class AccessKeysAPI:
                 path=reply.path,
                 rate_limit=self._session.limiter.snapshot,
             )
-        what = f"{method} {reply.path}"
-        try:
-            decoded = json.loads(reply.body)
-        except ValueError:
-            raise APIError(
-                "the response body is not JSON",
-                status_code=reply.status,
-                method=method,
-                path=reply.path,
-                body=reply.body.decode("utf-8", "replace"),
-            ) from None
-        return structure(decoded, result, what)
+        return structure(reply.data, result, f"{method} {reply.path}")
 
     async def _resolve_generate(
         self,

@@ -104,4 +104,4 @@ class CldProvisioning:
     def __del__(self) -> None:
         session = getattr(self, "_session", None)
         if session is not None:
-            session.warn_if_open()
+            session.abandon()

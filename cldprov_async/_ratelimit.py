@@ -25,6 +25,7 @@ set by the session wrapper, so the middleware can sit on the ``ClientSession`` i
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -33,13 +34,16 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
-from attrs import define, frozen
+from attrs import define, field, frozen
 
 from ._config import RetryConfig
 from .errors import (
+    APIError,
+    CldProvisioningError,
     OutcomeUnknownError,
     RateLimitedError,
     RequestTimeoutError,
@@ -130,7 +134,9 @@ class CallContext:
     timeout: float | None
     max_bytes: int
     deadline: float
-    body: bytes = b""
+    body: bytes = field(default=b"", repr=False)  # may hold secrets
+    #: The decoded JSON of a 2xx answer (decoded here, so a garbled one can be retried).
+    data: Any = field(default=None, repr=False)
     attempts: int = 0
 
 
@@ -357,6 +363,22 @@ class RateLimiter:
 # -- the middleware --------------------------------------------------------------------------
 
 
+class GarbledBodyError(Exception):
+    """A 2xx answer whose body is not JSON (cut short by a proxy, say): retried like a drop."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__("garbled response body")
+        self.status = status
+        self.text = body.decode("utf-8", "replace")
+
+
+def _decode(body: bytes, status: int) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise GarbledBodyError(status, body) from None
+
+
 def _never_sent(exc: BaseException) -> bool:
     """True only when the request provably did not reach the server."""
     return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
@@ -414,8 +436,10 @@ class RateLimitMiddleware:
                     wait = self._retry_wait(resp, method, call, n_backoff)
                     if wait is None:
                         call.body = await read_capped(resp, call.max_bytes, method, path)
+                        if 200 <= status < 300:
+                            call.data = _decode(call.body, status)
                         return resp
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (aiohttp.ClientError, TimeoutError, GarbledBodyError) as exc:
                 if resp is not None:
                     resp.close()
                 if not answered:
@@ -425,7 +449,7 @@ class RateLimitMiddleware:
                     raise failure from exc
                 wait = backoff(retry, n_backoff, limiter.rng)
                 if loop.time() + wait > call.deadline:
-                    raise self._transport_error(exc, method, path) from exc
+                    raise self._final_error(exc, method, path) from exc
                 why = type(exc).__name__
             except BaseException:
                 if resp is not None:
@@ -471,11 +495,19 @@ class RateLimitMiddleware:
                 path=path,
             )
         if call.attempts >= call.retry.max_attempts or not call.retry.retry_connection_errors:
-            return self._transport_error(exc, method, path)
+            return self._final_error(exc, method, path)
         return None
 
     @staticmethod
-    def _transport_error(exc: BaseException, method: str, path: str) -> TransportError:
+    def _final_error(exc: BaseException, method: str, path: str) -> CldProvisioningError:
+        if isinstance(exc, GarbledBodyError):
+            return APIError(
+                "the response body is not JSON",
+                status_code=exc.status,
+                method=method,
+                path=path,
+                body=exc.text,
+            )
         if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
             return RequestTimeoutError("no answer within the timeout", method=method, path=path)
         return TransportError(f"connection failed: {type(exc).__name__}", method=method, path=path)

@@ -9,13 +9,14 @@ budget to the rate-limit middleware through a context variable. What comes back 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import platform
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from attrs import frozen
+from attrs import field, frozen
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -37,7 +38,9 @@ class Reply:
     path: str
     status: int
     headers: CIMultiDictProxy[str]
-    body: bytes
+    body: bytes = field(repr=False)  # may hold secrets
+    #: The decoded JSON when the status is 2xx.
+    data: Any = field(repr=False)
 
 
 class Session:
@@ -132,7 +135,7 @@ class Session:
             async with session.request(
                 method, url, data=body, headers=headers, allow_redirects=False, **extra
             ) as resp:
-                return Reply(method, url.raw_path, resp.status, resp.headers, call.body)
+                return Reply(method, url.raw_path, resp.status, resp.headers, call.body, call.data)
         finally:
             current_call.reset(token)
 
@@ -143,11 +146,22 @@ class Session:
             owned, self._owned = self._owned, None
             await owned.close()
 
-    def warn_if_open(self) -> None:
-        if self._owned is not None and not self._owned.closed:
-            warnings.warn(
-                "a CldProvisioning client was not closed; use `async with CldProvisioning(...)`"
-                " or `await client.close()`",
-                ResourceWarning,
-                stacklevel=3,
-            )
+    def abandon(self) -> None:
+        """The client is being collected unclosed: say so once, clearly, and drop the sockets.
+
+        Closing the connector here (synchronously; the loop may be gone) spares the caller
+        aiohttp's vaguer "Unclosed client session" and "Unclosed connector" warnings.
+        """
+        owned = self._owned
+        if owned is None or owned.closed:
+            return
+        warnings.warn(
+            "a CldProvisioning client was never closed; use `async with CldProvisioning(...)`"
+            " or `await client.close()`",
+            ResourceWarning,
+            stacklevel=3,
+        )
+        connector = owned.connector
+        if connector is not None:
+            with contextlib.suppress(Exception):
+                connector._close(abort_ssl=True)  # the sync core of close(); no loop needed
