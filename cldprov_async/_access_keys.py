@@ -118,7 +118,9 @@ class AccessKeysAPI:
         http_headers: Mapping[str, str] | None = None,
     ) -> AccessKey:
         """A new key, with its secret. Never creates two keys for one call (see module doc)."""
-        body = coerce_request(AccessKeyRequest, access_key_request or {}, "access_key_request")
+        if access_key_request is None:
+            access_key_request = {}
+        body = coerce_request(AccessKeyRequest, access_key_request, "access_key_request")
         opts = _options(retries, timeout_ms, http_headers)
         path = self._keys_path(sub_account_id)
         started = time.time()
@@ -287,7 +289,7 @@ class AccessKeysAPI:
                 path=reply.path,
                 rate_limit=self._session.limiter.snapshot,
             )
-        return structure(reply.data, result, f"{method} {reply.path}")
+        return structure(reply.data, result, status=reply.status, method=method, path=reply.path)
 
     async def _resolve_generate(
         self,
@@ -301,7 +303,7 @@ class AccessKeysAPI:
         retry: RetryConfig = opts["retries"] or self._session.retry
         path = self._keys_path(sub_account_id)
         last: Exception = first
-        for n in range(max(1, retry.max_attempts - 1)):
+        for n in range(retry.max_attempts - 1):  # the first attempt was one of them
             await asyncio.sleep(min(retry.backoff_max, retry.backoff_initial * 2**n))
             try:
                 return await self._call("POST", path, AccessKey, body=body, **opts)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .errors import ResponseValidationError
 from .models import (
@@ -72,12 +72,20 @@ def _dedicated_for(value: Any, _: type) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _name(value: Any, _: type) -> str:
+    # An unnamed key may come back with "name": null; it is still a key.
+    return "" if value is None else _str(value, str)
+
+
 converter.register_structure_hook(str, _str)
 converter.register_structure_hook(bool, _bool)
 converter.register_structure_hook(int, _int)
 converter.register_structure_hook(datetime, _datetime)
 converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _dedicated_for)
 
+converter.register_structure_hook(
+    AccessKey, make_dict_structure_fn(AccessKey, converter, name=override(struct_hook=_name))
+)
 _keys_hook = converter.get_structure_hook(tuple[AccessKey, ...])
 
 
@@ -98,15 +106,21 @@ for _request in (AccessKeyRequest, AccessKeyUpdateRequest):
     )
 
 
-def structure(data: Any, cls: type[T], what: str) -> T:
+def structure(data: Any, cls: type[T], *, status: int, method: str, path: str) -> T:
     """Build ``cls`` from decoded JSON, or raise ResponseValidationError naming the fields."""
-    if not isinstance(data, dict):
-        raise ResponseValidationError(f"{what}: expected a JSON object, got {type(data).__name__}")
-    try:
-        return converter.structure(data, cls)
-    except Exception as exc:
-        details = "; ".join(cattrs.transform_error(exc))
-        raise ResponseValidationError(f"{what}: {details}") from None
+    if isinstance(data, dict):
+        try:
+            return converter.structure(data, cls)
+        except Exception as exc:
+            details = "; ".join(cattrs.transform_error(exc))
+    else:
+        details = f"expected a JSON object, got {type(data).__name__}"
+    raise ResponseValidationError(
+        f"the answer is not a valid {cls.__name__}: {details}",
+        status_code=status,
+        method=method,
+        path=path,
+    )
 
 
 def unstructure(model: object) -> dict[str, Any]:

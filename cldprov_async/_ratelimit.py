@@ -59,6 +59,8 @@ RETRYABLE_5XX = frozenset({500, 502, 503, 504})
 _H_LIMIT = "X-FeatureRateLimit-Limit"
 _H_REMAINING = "X-FeatureRateLimit-Remaining"
 _H_RESET = "X-FeatureRateLimit-Reset"
+#: Gate waits at least this long (seconds) are logged as warnings, not silently slept.
+_LONG_WAIT = 10.0
 #: Send a hair after the server's reset, not a hair before it.
 _RESET_MARGIN = 0.05
 
@@ -259,6 +261,13 @@ class RateLimiter:
                 return
             self._timer.cancel()
         self._timer = loop.call_at(opens, self._on_timer)
+        wait = opens - loop.time()
+        if wait >= _LONG_WAIT:  # say so: an hourly window can hold a batch for a long time
+            log.warning(
+                "rate limit reached: %d call(s) paused for %.0fs until the window reopens",
+                len(self._waiters),
+                wait,
+            )
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -375,7 +384,7 @@ class GarbledBodyError(Exception):
 def _decode(body: bytes, status: int) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise GarbledBodyError(status, body) from None
 
 
@@ -407,6 +416,13 @@ async def read_capped(resp: ClientResponse, cap: int, method: str, path: str) ->
     return b"".join(chunks)
 
 
+async def read_answer(resp: ClientResponse, call: CallContext, method: str, path: str) -> None:
+    """Read the body into ``call`` (capped) and decode it if the status is 2xx."""
+    call.body = await read_capped(resp, call.max_bytes, method, path)
+    if 200 <= resp.status < 300:
+        call.data = _decode(call.body, resp.status)
+
+
 class RateLimitMiddleware:
     """An aiohttp client middleware: ``ClientSession(middlewares=(RateLimitMiddleware(...),))``."""
 
@@ -435,9 +451,7 @@ class RateLimitMiddleware:
                     answered = True
                     wait = self._retry_wait(resp, method, call, n_backoff)
                     if wait is None:
-                        call.body = await read_capped(resp, call.max_bytes, method, path)
-                        if 200 <= status < 300:
-                            call.data = _decode(call.body, status)
+                        await read_answer(resp, call, method, path)
                         return resp
             except (aiohttp.ClientError, TimeoutError, GarbledBodyError) as exc:
                 if resp is not None:
@@ -449,7 +463,7 @@ class RateLimitMiddleware:
                     raise failure from exc
                 wait = backoff(retry, n_backoff, limiter.rng)
                 if loop.time() + wait > call.deadline:
-                    raise self._final_error(exc, method, path) from exc
+                    raise self.final_error(exc, method, path) from exc
                 why = type(exc).__name__
             except BaseException:
                 if resp is not None:
@@ -495,11 +509,12 @@ class RateLimitMiddleware:
                 path=path,
             )
         if call.attempts >= call.retry.max_attempts or not call.retry.retry_connection_errors:
-            return self._final_error(exc, method, path)
+            return self.final_error(exc, method, path)
         return None
 
     @staticmethod
-    def _final_error(exc: BaseException, method: str, path: str) -> CldProvisioningError:
+    def final_error(exc: BaseException, method: str, path: str) -> CldProvisioningError:
+        """The library error for an exchange that failed for good."""
         if isinstance(exc, GarbledBodyError):
             return APIError(
                 "the response body is not JSON",

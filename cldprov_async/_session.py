@@ -21,7 +21,14 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ._config import RetryConfig, Security
-from ._ratelimit import CallContext, RateLimiter, RateLimitMiddleware, current_call
+from ._ratelimit import (
+    CallContext,
+    GarbledBodyError,
+    RateLimiter,
+    RateLimitMiddleware,
+    current_call,
+    read_answer,
+)
 from ._version import __version__
 
 USER_AGENT = (
@@ -58,6 +65,7 @@ class Session:
         session: aiohttp.ClientSession | None,
     ) -> None:
         self.base_url = base_url
+        self._base_path = base_url.raw_path.rstrip("/")  # a custom host may serve under a prefix
         self.timeout = timeout
         self.retry = retry
         self.max_response_bytes = max_response_bytes
@@ -119,7 +127,7 @@ class Session:
         headers: Mapping[str, str] = self._headers if body is None else self._json_headers
         if http_headers:
             headers = {**headers, **http_headers}
-        url = self.base_url.with_path(path, encoded=True)
+        url = self.base_url.with_path(self._base_path + path, encoded=True)
         if params:
             url = url.with_query(params)
         extra: dict[str, Any] = {}
@@ -135,7 +143,13 @@ class Session:
             async with session.request(
                 method, url, data=body, headers=headers, allow_redirects=False, **extra
             ) as resp:
+                if not call.attempts:
+                    # Our middleware did not run (a test double such as aioresponses
+                    # replaced the transport): read the answer here, without retries.
+                    await read_answer(resp, call, method, url.raw_path)
                 return Reply(method, url.raw_path, resp.status, resp.headers, call.body, call.data)
+        except (aiohttp.ClientError, TimeoutError, GarbledBodyError) as exc:
+            raise RateLimitMiddleware.final_error(exc, method, url.raw_path) from exc
         finally:
             current_call.reset(token)
 

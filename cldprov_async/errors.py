@@ -211,8 +211,9 @@ def from_response(
     if cls is None or error is None:
         if 300 <= status < 400:
             return APIError("redirect not followed", **common)
-        reason = "not the documented JSON error body" if cls else "unexpected status"
-        return APIError(error[0] if error else reason, **common)
+        if error is not None:
+            return APIError(error[0], **common)
+        return APIError(_describe_body(text, headers), **common)
     message, category, code = error
     if cls is RateLimitedError:
         reset = rate_limit.reset_at if rate_limit is not None else None
@@ -220,11 +221,21 @@ def from_response(
     return cls(message, category=category, code=code, **common)
 
 
+def _describe_body(text: str, headers: Mapping[str, str]) -> str:
+    """What the body was, for a message, without repeating it (it may be large or sensitive)."""
+    kind = headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
+    if not text.strip():
+        return "an empty body"
+    if "html" in kind or text.lstrip().startswith("<"):
+        return "an HTML page, not the API's JSON (a proxy or gateway answered?)"
+    return f"a body that is not the API's JSON error ({kind})"
+
+
 def _error_body(text: str) -> tuple[str, str | None, str | None] | None:
     """(message, category, code) from ``{"error": {"message": ...}}``, or None."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict) or not isinstance(error.get("message"), str):

@@ -1,0 +1,6 @@
+"""``python -m cldprov_async``: the same command line as the ``cldprov-async`` script."""
+
+from ._cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
