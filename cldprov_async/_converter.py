@@ -20,7 +20,6 @@ from .models import (
     AccessKeyRequest,
     AccessKeysResponse,
     AccessKeyUpdateRequest,
-    DedicatedFor,
     SuccessResponse,
 )
 
@@ -60,7 +59,8 @@ def _datetime(value: Any, _: type) -> datetime:
 
 
 def _dedicated_for(value: Any, _: type) -> tuple[str, ...]:
-    # The live API sends a list; the spec's request form is a bare string. Accept both.
+    # The live API sends a list; the spec's request form is a bare string. Accept both, and keep
+    # plain strings (DedicatedFor members compare equal to them).
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list):
         raise TypeError(f"expected a list of strings, got {type(value).__name__}")
@@ -68,7 +68,7 @@ def _dedicated_for(value: Any, _: type) -> tuple[str, ...]:
     for item in items:
         if not isinstance(item, str):
             raise TypeError(f"expected a string, got {type(item).__name__}")
-        out.append(DedicatedFor(item) if item in DedicatedFor._value2member_map_ else item)
+        out.append(item)
     return tuple(out)
 
 
