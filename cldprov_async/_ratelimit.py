@@ -464,7 +464,7 @@ class RateLimitMiddleware:
                 wait = backoff(retry, n_backoff, limiter.rng)
                 if loop.time() + wait > call.deadline:
                     raise self.final_error(exc, method, path) from exc
-                why = type(exc).__name__
+                why, gated = type(exc).__name__, False
             except BaseException:
                 if resp is not None:
                     resp.close()
@@ -473,10 +473,10 @@ class RateLimitMiddleware:
                 raise
             else:
                 resp.release()  # discarded: hand its connection back before waiting
-                why = str(status)
+                why, gated = str(status), status in RATE_LIMITED
             n_backoff += 1
             self._log(method, path, why, wait, call)
-            if why not in ("420", "429"):  # for those the shared gate does the waiting
+            if not gated:  # after a 420/429 the shared gate does the waiting, in acquire()
                 limiter.stats.waited_seconds += wait
                 await asyncio.sleep(wait)
 
