@@ -23,6 +23,7 @@ from ._config import RetryConfig
 from ._converter import structure, unstructure
 from .errors import (
     APIError,
+    CldProvisioningError,
     ConflictError,
     OutcomeUnknownError,
     from_response,
@@ -271,15 +272,20 @@ class AccessKeysAPI:
         http_headers: Mapping[str, str] | None = None,
     ) -> T:
         data = None if body is None else json.dumps(unstructure(body)).encode()
-        reply = await self._session.request(
-            method,
-            path,
-            params=params,
-            body=data,
-            retries=retries,
-            timeout_ms=timeout_ms,
-            http_headers=http_headers,
-        )
+        try:
+            reply = await self._session.request(
+                method,
+                path,
+                params=params,
+                body=data,
+                retries=retries,
+                timeout_ms=timeout_ms,
+                http_headers=http_headers,
+            )
+        except CldProvisioningError as exc:
+            if exc.rate_limit is None:
+                exc.rate_limit = self._session.limiter.snapshot
+            raise
         if not 200 <= reply.status < 300:
             raise from_response(
                 reply.status,

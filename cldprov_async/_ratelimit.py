@@ -136,6 +136,7 @@ class CallContext:
     timeout: float | None
     max_bytes: int
     deadline: float
+    label: str = ""  # "METHOD /path", for log lines
     body: bytes = field(default=b"", repr=False)  # may hold secrets
     #: The decoded JSON of a 2xx answer (decoded here, so a garbled one can be retried).
     data: Any = field(default=None, repr=False)
@@ -211,6 +212,11 @@ class RateLimiter:
         opens = self._opens_at(now)
         if opens is not None and opens > call.deadline:
             raise self._too_far(opens - now)
+        log.debug(
+            "%s waits for the rate-limit gate (%s)",
+            call.label,
+            "the first answer" if opens is None else f"{opens - now:.2f}s",
+        )
         fut: asyncio.Future[None] = loop.create_future()
         self._waiters.append((fut, call.deadline))
         self._arm(loop)
