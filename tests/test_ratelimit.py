@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -420,3 +421,34 @@ async def test_a_body_that_stays_garbled_is_an_api_error() -> None:
                 await client.access_keys.list({"sub_account_id": "s"})
     assert caught.value.status_code == 200
     assert len(srv.hits) == FAST.max_attempts
+
+
+async def test_a_server_that_announces_only_the_reset_is_still_respected() -> None:
+    """No Limit/Remaining at all, 420 past 40 per second: the client must not flood it."""
+    limit, counts, rejected, accepted_windows = 40, Counter[int](), [0], set[int]()
+
+    async def windowed(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        now = time.time()
+        window = int(now)
+        reset = {
+            "X-FeatureRateLimit-Reset": format_datetime(
+                datetime.fromtimestamp(window + 1, UTC), usegmt=True
+            )
+        }
+        if counts[window] >= limit:
+            rejected[0] += 1
+            return web.json_response(RATE_ERROR, status=420, headers=reset)
+        counts[window] += 1
+        accepted_windows.add(window)
+        return web.json_response(KEY_JSON, headers=reset)
+
+    async with Scripted(windowed) as srv:
+        async with srv.client() as client:
+            keys = await asyncio.gather(
+                *(client.access_keys.generate("s", {"name": f"k{i}"}) for i in range(200))
+            )
+    assert len(keys) == 200
+    assert sum(counts.values()) == 200
+    assert rejected[0] <= 40
+    assert len(accepted_windows) <= 6
