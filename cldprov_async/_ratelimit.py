@@ -25,6 +25,7 @@ set by the session wrapper, so the middleware can sit on the ``ClientSession`` i
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -85,7 +86,9 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     return value if value >= 0 else None
 
 
+@functools.lru_cache(maxsize=64)
 def _date(raw: str | None) -> datetime | None:
+    """An HTTP date; cached, since every answer of a window repeats the same reset."""
     if not raw:
         return None
     try:
@@ -204,10 +207,14 @@ class RateLimiter:
             t = max(t, self._reset)
         return t if t > now else None
 
+    def try_acquire(self, now: float) -> bool:
+        """A permit at once if one is free and nobody queues before us (no coroutine needed)."""
+        return not self._waiters and self._try_take(now)
+
     async def acquire(self, call: CallContext) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if not self._waiters and self._try_take(now):
+        if self.try_acquire(now):
             return
         opens = self._opens_at(now)
         if opens is not None and opens > call.deadline:
@@ -432,8 +439,9 @@ async def read_answer(resp: ClientResponse, call: CallContext, method: str, path
 class RateLimitMiddleware:
     """An aiohttp client middleware: ``ClientSession(middlewares=(RateLimitMiddleware(...),))``."""
 
-    def __init__(self, limiter: RateLimiter) -> None:
+    def __init__(self, limiter: RateLimiter, max_connections: int) -> None:
         self.limiter = limiter
+        self._slots = asyncio.Semaphore(max_connections)
 
     async def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         call = current_call.get()
@@ -445,12 +453,15 @@ class RateLimitMiddleware:
         n_backoff = 0
         while True:
             call.attempts += 1
-            await limiter.acquire(call)
+            if not limiter.try_acquire(loop.time()):
+                await limiter.acquire(call)
             limiter.stats.sent += 1
             answered = False
             resp: ClientResponse | None = None
             try:
-                async with asyncio.timeout(call.timeout):
+                # The slots queue callers first come, first served: aiohttp's own pool
+                # does not, and past its limit it starves the earliest callers.
+                async with self._slots, asyncio.timeout(call.timeout):
                     resp = await handler(req)
                     status = resp.status
                     limiter.on_answer(resp.headers, status)

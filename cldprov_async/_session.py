@@ -70,7 +70,7 @@ class Session:
         self.retry = retry
         self.max_response_bytes = max_response_bytes
         self.limiter = RateLimiter()
-        self._middleware = RateLimitMiddleware(self.limiter)
+        self._middleware = RateLimitMiddleware(self.limiter, max_connections)
         self._borrowed = session
         self._owned: aiohttp.ClientSession | None = None
         self._max_connections = max_connections
@@ -153,6 +153,9 @@ class Session:
             raise RateLimitMiddleware.final_error(exc, method, url.raw_path) from exc
         finally:
             current_call.reset(token)
+            # Timer handles keep a snapshot of the context (and so of `call`) until the loop
+            # drops them; let the answer go now rather than dozens of calls later.
+            call.body, call.data = b"", None
 
     async def close(self) -> None:
         """Close the owned session (a borrowed one stays open: it is the caller's)."""

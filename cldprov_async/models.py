@@ -116,14 +116,24 @@ def _opt_int(low: int, high: int | None) -> Any:
     return check
 
 
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _field_names(cls: type) -> frozenset[str]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(a.name for a in fields(cls))
+    return names
+
+
 def coerce_request(cls: type[M], value: object, param: str) -> M:
     """Accept a model instance or a plain mapping of its fields, as the seed SDK does."""
     if isinstance(value, cls):
         return value
     if isinstance(value, Mapping):
-        known = {a.name for a in fields(cls)}  # type: ignore[arg-type]
-        unknown = [k for k in value if k not in known]
-        if unknown:
+        known = _field_names(cls)
+        if not known.issuperset(value):
+            unknown = [k for k in value if k not in known]
             raise TypeError(f"{param} has unknown field(s) {unknown}; allowed: {sorted(known)}")
         return cls(**value)
     raise TypeError(f"{param} must be a {cls.__name__} or a mapping, not {type(value).__name__}")
