@@ -73,6 +73,8 @@ def _options(
         for k, v in http_headers.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise TypeError("http_headers must map str to str")
+            if not k or any(c in k + v for c in "\r\n\x00"):
+                raise ValueError(f"http_headers has an invalid header {k!r}")
     return {"retries": retries, "timeout_ms": timeout_ms, "http_headers": http_headers}
 
 

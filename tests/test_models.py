@@ -267,6 +267,12 @@ INVALID: list[tuple[str, Bad, type[Exception], str]] = [
         TypeError,
         "http_headers",
     ),
+    (
+        "headers-injection",
+        lambda a: a.list({"sub_account_id": S}, http_headers={"X-A": "v\r\nX-Evil: 1"}),
+        ValueError,
+        "http_headers",
+    ),
 ]
 
 
