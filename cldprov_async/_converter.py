@@ -87,14 +87,18 @@ converter.register_structure_hook(
     AccessKey, make_dict_structure_fn(AccessKey, converter, name=override(struct_hook=_name))
 )
 _keys_hook = converter.get_structure_hook(tuple[AccessKey, ...])
+_key_hook = converter.get_structure_hook(AccessKey)
 
 
 def _keys(value: Any, cls: type) -> tuple[AccessKey, ...]:
     # A JSON string is iterable too; only a list may become a tuple of keys.
     if not isinstance(value, list):
         raise TypeError(f"expected a list, got {type(value).__name__}")
-    keys: tuple[AccessKey, ...] = _keys_hook(value, cls)
-    return keys
+    try:
+        return tuple([_key_hook(item, AccessKey) for item in value])
+    except Exception:  # again through the generic hook, which says which item was wrong
+        keys: tuple[AccessKey, ...] = _keys_hook(value, cls)
+        return keys
 
 
 converter.register_structure_hook_func(lambda t: t == tuple[AccessKey, ...], _keys)

@@ -431,7 +431,11 @@ async def read_capped(resp: ClientResponse, cap: int, method: str, path: str) ->
 
 async def read_answer(resp: ClientResponse, call: CallContext, method: str, path: str) -> None:
     """Read the body into ``call`` (capped) and decode it if the status is 2xx."""
-    call.body = await read_capped(resp, call.max_bytes, method, path)
+    length = resp.content_length
+    if length is not None and length <= call.max_bytes:
+        call.body = await resp.read()  # the common case, without another coroutine layer
+    else:
+        call.body = await read_capped(resp, call.max_bytes, method, path)
     if 200 <= resp.status < 300:
         call.data = _decode(call.body, resp.status)
 
