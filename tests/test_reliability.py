@@ -108,10 +108,11 @@ async def test_chaos_mixed_operations_under_faults_and_a_rate_limit() -> None:
     assert len(names) == len(set(names))  # no duplicate key from any retry
     assert sum(stats.faults.values()) >= CHAOS_OPS * 0.05  # the faults really happened
     assert created >= tally["generate"]  # every generate that returned made its key
-    # Errors left after retries are rare: races between concurrent ops on the same key (404
-    # and 409) and error bodies the faults cut short (APIError).
-    failed = sum(v for k, v in tally.items() if k.endswith("Error"))
-    assert failed < CHAOS_OPS * 0.05
+    # 404s and 409s come from races this test makes (two operations on one key, or a DELETE
+    # re-sent after its first answer was dropped); anything else left after retries is rare.
+    races = {"NotFoundError", "ConflictError"}
+    failed = sum(v for k, v in tally.items() if k.endswith("Error") and k not in races)
+    assert failed < CHAOS_OPS * 0.01
     others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert others == []
 
