@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 from conftest import RecordingServer
+from samples import ACCOUNT, API_KEY, AUTH, KEY, KEYS_PATH, ONCE, SECRET, SUB
 from yarl import URL
 
 import cldprov_async
@@ -25,16 +26,10 @@ from cldprov_async import (
     OutcomeUnknownError,
     PermissionDeniedError,
     RateLimitedError,
-    RetryConfig,
     Security,
     TransportError,
 )
 
-KEY, SECRET = "prov-key-123", "PROVISIONING-SECRET-42"
-ACCOUNT, SUB, API_KEY = "acc-9", "sub-7", "814814814814814"
-AUTH = aiohttp.encode_basic_auth(KEY, SECRET)
-KEYS_PATH = f"/v1_1/provisioning/accounts/{ACCOUNT}/sub_accounts/{SUB}/access_keys"
-ONCE = RetryConfig(max_attempts=1)
 ENV = "CLOUDINARY_ACCOUNT_URL"
 
 

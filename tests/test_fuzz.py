@@ -14,19 +14,13 @@ from typing import Any
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from samples import MAIN_KEY
 
 import cldprov_async
 from cldprov_async import CldProvisioning, RetryConfig, Security
 
 QUICK = RetryConfig(max_attempts=2, max_wait=0.3, backoff_initial=0.001, backoff_max=0.01)
-KEY = {
-    "name": "k",
-    "api_key": "814814814814814",
-    "api_secret": "QcsQcsQcsQcsQcsQcsQcsQcsQcs",
-    "created_at": "2022-03-15T11:44:48Z",
-    "updated_at": "2023-08-10T09:23:45Z",
-    "enabled": True,
-}
+KEY = MAIN_KEY
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),

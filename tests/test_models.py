@@ -12,6 +12,7 @@ import pytest
 from conftest import RecordingServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from samples import ACCOUNT, API_KEY, KEY, KEY_SECRET, MAIN_KEY, ONCE, SECRET, SUB
 
 import cldprov_async
 from cldprov_async import (
@@ -34,18 +35,6 @@ from cldprov_async import (
     SuccessResponse,
 )
 
-KEY, SECRET = "prov-key-123", "PROVISIONING-SECRET-42"
-ACCOUNT, SUB, API_KEY = "acc-9", "sub-7", "814814814814814"
-KEY_SECRET = "QcsQcsQcsQcsQcsQcsQcsQcsQcs"
-ONCE = RetryConfig(max_attempts=1)
-MAIN_KEY = {
-    "name": "main_key",
-    "api_key": API_KEY,
-    "api_secret": KEY_SECRET,
-    "created_at": "2022-03-15T11:44:48Z",
-    "updated_at": "2023-08-10T09:23:45Z",
-    "enabled": True,
-}
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 

@@ -15,21 +15,14 @@ from email.utils import format_datetime
 
 import pytest
 from aiohttp import web
+from samples import MAIN_KEY, SECRET
 
 import cldprov_async
 from cldprov_async import CldProvisioning, RetryConfig, Security
 from cldprov_async.testing import FakeProvisioningServer, RateLimit
 
-SECRET = "s3cr3t-provisioning"
 FAST = RetryConfig(max_attempts=5, max_wait=10.0, backoff_initial=0.01, backoff_max=0.05)
-KEY_JSON = {
-    "name": "k",
-    "api_key": "814814814814814",
-    "api_secret": "QcsQcsQcsQcsQcsQcsQcsQcsQcs",
-    "created_at": "2022-03-15T11:44:48Z",
-    "updated_at": "2023-08-10T09:23:45Z",
-    "enabled": True,
-}
+KEY_JSON = MAIN_KEY
 LIST_JSON = {"access_keys": [KEY_JSON], "total": 1}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -13,6 +13,19 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 from conftest import RecordingServer
+from samples import (
+    ACCESS_KEYS,
+    ACCOUNT,
+    API_KEY,
+    AUTH,
+    KEY,
+    KEYS_PATH,
+    MAIN_KEY,
+    OK,
+    ONCE,
+    SECRET,
+    SUB,
+)
 from yarl import URL
 
 import cldprov_async
@@ -26,37 +39,7 @@ from cldprov_async import (
     SuccessResponse,
 )
 
-KEY, SECRET = "prov-key-123", "prov-s3cret-XYZ"
-ACCOUNT, SUB, API_KEY = "acc-9", "sub-7", "814814814814814"
-AUTH = aiohttp.encode_basic_auth(KEY, SECRET)
-KEYS_PATH = f"/v1_1/provisioning/accounts/{ACCOUNT}/sub_accounts/{SUB}/access_keys"
 ONE_KEY_PATH = f"{KEYS_PATH}/{API_KEY}"
-ONCE = RetryConfig(max_attempts=1)
-
-# The spec's examples (components/examples MainAccessKey, AccessKeys; SuccessResponse).
-MAIN_KEY = {
-    "name": "main_key",
-    "api_key": "814814814814814",
-    "api_secret": "QcsQcsQcsQcsQcsQcsQcsQcsQcs",
-    "created_at": "2022-03-15T11:44:48Z",
-    "updated_at": "2023-08-10T09:23:45Z",
-    "enabled": True,
-}
-ACCESS_KEYS = {
-    "access_keys": [
-        MAIN_KEY,
-        {
-            "name": "secondary_key",
-            "api_key": "418418418418418",
-            "api_secret": "scQscQscQscQscQscQscQscQscQ",
-            "created_at": "2023-09-10T09:23:45Z",
-            "updated_at": "2023-09-10T09:45:57Z",
-            "enabled": False,
-        },
-    ],
-    "total": 2,
-}
-OK = {"message": "ok"}
 
 
 def client_for(server: RecordingServer, **kwargs: Any) -> CldProvisioning:
