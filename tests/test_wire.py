@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import aiohttp
@@ -48,9 +48,21 @@ def client_for(server: RecordingServer, **kwargs: Any) -> CldProvisioning:
 
 Call = Callable[[AccessKeysAPI, dict[str, Any]], Awaitable[object]]
 
-# name, call (with per-call options), method, path, query, JSON body (None: no body), answer
-OPS: list[tuple[str, Call, str, str, dict[str, str], Any, Any]] = [
-    (
+
+class Op(NamedTuple):
+    """One operation: how to call it (with per-call options) and what the wire must show."""
+
+    name: str
+    call: Call
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any  # the JSON body; None: no body
+    answer: Any
+
+
+OPS = [
+    Op(
         "list",
         lambda api, kw: api.list(
             {
@@ -68,7 +80,7 @@ OPS: list[tuple[str, Call, str, str, dict[str, str], Any, Any]] = [
         None,
         ACCESS_KEYS,
     ),
-    (
+    Op(
         "generate",
         lambda api, kw: api.generate(SUB, {"name": "k"}, **kw),
         "POST",
@@ -77,7 +89,7 @@ OPS: list[tuple[str, Call, str, str, dict[str, str], Any, Any]] = [
         {"name": "k"},
         MAIN_KEY,
     ),
-    (
+    Op(
         "update",
         lambda api, kw: api.update(SUB, API_KEY, {"enabled": False}, **kw),
         "PUT",
@@ -86,7 +98,7 @@ OPS: list[tuple[str, Call, str, str, dict[str, str], Any, Any]] = [
         {"enabled": False},
         MAIN_KEY,
     ),
-    (
+    Op(
         "delete_by_name",
         lambda api, kw: api.delete_by_name(SUB, "main_key", **kw),
         "DELETE",
@@ -95,7 +107,7 @@ OPS: list[tuple[str, Call, str, str, dict[str, str], Any, Any]] = [
         None,
         OK,
     ),
-    (
+    Op(
         "delete",
         lambda api, kw: api.delete(SUB, API_KEY, **kw),
         "DELETE",
@@ -105,7 +117,7 @@ OPS: list[tuple[str, Call, str, str, dict[str, str], Any, Any]] = [
         OK,
     ),
 ]
-OP_IDS = [op[0] for op in OPS]
+OP_IDS = [op.name for op in OPS]
 RESULT_TYPES = {
     "list": AccessKeysResponse,
     "generate": AccessKey,
@@ -115,32 +127,21 @@ RESULT_TYPES = {
 }
 
 
-@pytest.mark.parametrize(
-    ("name", "call", "method", "path", "query", "body", "answer"), OPS, ids=OP_IDS
-)
-async def test_exact_wire(
-    recording_server: RecordingServer,
-    name: str,
-    call: Call,
-    method: str,
-    path: str,
-    query: dict[str, str],
-    body: Any,
-    answer: Any,
-) -> None:
-    recording_server.respond(json=answer)
+@pytest.mark.parametrize("op", OPS, ids=OP_IDS)
+async def test_exact_wire(recording_server: RecordingServer, op: Op) -> None:
+    recording_server.respond(json=op.answer)
     async with client_for(recording_server) as client:
-        result = await call(client.access_keys, {})
-    assert isinstance(result, RESULT_TYPES[name])
+        result = await op.call(client.access_keys, {})
+    assert isinstance(result, RESULT_TYPES[op.name])
     [req] = recording_server.requests
-    assert req.method == method
-    assert req.raw_path == path
-    assert sorted(req.query.items()) == sorted(query.items())  # exactly these, once each
-    if body is None:
+    assert req.method == op.method
+    assert req.raw_path == op.path
+    assert sorted(req.query.items()) == sorted(op.query.items())  # exactly these, once each
+    if op.body is None:
         assert req.body == b""
         assert "Content-Type" not in req.headers
     else:
-        assert req.json() == body
+        assert req.json() == op.body
         assert req.headers["Content-Type"] == "application/json"
     assert req.headers["Accept"] == "application/json"
     assert req.headers["Authorization"] == AUTH
@@ -254,23 +255,12 @@ async def test_delete_by_name_query_round_trips(
 # --- per-call options ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("name", "call", "method", "path", "query", "body", "answer"), OPS, ids=OP_IDS
-)
-async def test_per_call_http_headers_are_sent(
-    recording_server: RecordingServer,
-    name: str,
-    call: Call,
-    method: str,
-    path: str,
-    query: dict[str, str],
-    body: Any,
-    answer: Any,
-) -> None:
-    recording_server.respond(json=answer)
+@pytest.mark.parametrize("op", OPS, ids=OP_IDS)
+async def test_per_call_http_headers_are_sent(recording_server: RecordingServer, op: Op) -> None:
+    recording_server.respond(json=op.answer)
     async with client_for(recording_server) as client:
-        await call(client.access_keys, {"http_headers": {"X-Trace-Id": "t-1", "X-Other": "v"}})
-        await call(client.access_keys, {})
+        await op.call(client.access_keys, {"http_headers": {"X-Trace-Id": "t-1", "X-Other": "v"}})
+        await op.call(client.access_keys, {})
     first, second = recording_server.requests
     assert first.headers["X-Trace-Id"] == "t-1"
     assert first.headers["X-Other"] == "v"
@@ -278,23 +268,12 @@ async def test_per_call_http_headers_are_sent(
     assert "X-Trace-Id" not in second.headers  # per call, not sticky
 
 
-@pytest.mark.parametrize(
-    ("name", "call", "method", "path", "query", "body", "answer"), OPS, ids=OP_IDS
-)
-async def test_retries_once_is_accepted(
-    recording_server: RecordingServer,
-    name: str,
-    call: Call,
-    method: str,
-    path: str,
-    query: dict[str, str],
-    body: Any,
-    answer: Any,
-) -> None:
-    recording_server.respond(json=answer)
+@pytest.mark.parametrize("op", OPS, ids=OP_IDS)
+async def test_retries_once_is_accepted(recording_server: RecordingServer, op: Op) -> None:
+    recording_server.respond(json=op.answer)
     async with client_for(recording_server) as client:
-        result = await call(client.access_keys, {"retries": ONCE})
-    assert isinstance(result, RESULT_TYPES[name])
+        result = await op.call(client.access_keys, {"retries": ONCE})
+    assert isinstance(result, RESULT_TYPES[op.name])
     assert len(recording_server.requests) == 1
 
 
@@ -312,29 +291,16 @@ async def test_per_call_retries_override_the_client_default(
     assert len(recording_server.requests) == 4
 
 
-IDEMPOTENT_OPS = [op for op in OPS if op[2] != "POST"]
+IDEMPOTENT_OPS = [op for op in OPS if op.method != "POST"]
 
 
-@pytest.mark.parametrize(
-    ("name", "call", "method", "path", "query", "body", "answer"),
-    IDEMPOTENT_OPS,
-    ids=[op[0] for op in IDEMPOTENT_OPS],
-)
-async def test_timeout_ms_is_honoured(
-    recording_server: RecordingServer,
-    name: str,
-    call: Call,
-    method: str,
-    path: str,
-    query: dict[str, str],
-    body: Any,
-    answer: Any,
-) -> None:
-    recording_server.respond(json=answer, delay=1.5)
+@pytest.mark.parametrize("op", IDEMPOTENT_OPS, ids=[op.name for op in IDEMPOTENT_OPS])
+async def test_timeout_ms_is_honoured(recording_server: RecordingServer, op: Op) -> None:
+    recording_server.respond(json=op.answer, delay=1.5)
     async with client_for(recording_server) as client:
         started = time.monotonic()
         with pytest.raises(cldprov_async.RequestTimeoutError):
-            await call(client.access_keys, {"timeout_ms": 100, "retries": ONCE})
+            await op.call(client.access_keys, {"timeout_ms": 100, "retries": ONCE})
         assert time.monotonic() - started < 1.0
     assert len(recording_server.requests) == 1
 
