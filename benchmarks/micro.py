@@ -259,7 +259,7 @@ def parts() -> None:
         limiter.on_answer(plain, 200)  # no budget announced: unlimited from now on
         start = time.process_time()
         for _ in range(n):
-            await limiter.acquire(call)
+            await limiter.acquire(call, "GET", "/")
             limiter.on_answer(plain, 200)
         each = (time.process_time() - start) / n * 1e6
         print(f"  {'limiter.acquire + on_answer (no limit announced)':58} {each:6.2f}")

@@ -21,6 +21,7 @@ from urllib.parse import quote
 from . import _rotation
 from ._config import RetryConfig
 from ._converter import structure, unstructure
+from ._ratelimit import backoff
 from .errors import (
     APIError,
     CldProvisioningError,
@@ -55,6 +56,11 @@ def _segment(value: str) -> str:
     """Percent-encode a path parameter so it cannot leave its segment ("/", "?", "..")."""
     encoded = quote(value, safe="")
     return encoded.replace(".", "%2E") if encoded.strip(".") == "" else encoded
+
+
+def _outcome_unknown(exc: CldProvisioningError) -> bool:
+    """A POST that may or may not have been acted on: no answer, or a 5xx."""
+    return isinstance(exc, OutcomeUnknownError) or (exc.status_code or 0) >= 500
 
 
 def _options(
@@ -130,7 +136,7 @@ class AccessKeysAPI:
         try:
             return await self._call("POST", path, AccessKey, body=body, **opts)
         except (OutcomeUnknownError, APIError) as exc:
-            if isinstance(exc, APIError) and (exc.status_code or 0) < 500:
+            if not _outcome_unknown(exc):
                 raise
             if body.name is None:
                 raise OutcomeUnknownError(
@@ -312,13 +318,13 @@ class AccessKeysAPI:
         path = self._keys_path(sub_account_id)
         last: Exception = first
         for n in range(retry.max_attempts - 1):  # the first attempt was one of them
-            await asyncio.sleep(min(retry.backoff_max, retry.backoff_initial * 2**n))
+            await asyncio.sleep(backoff(retry, n, self._session.limiter.rng))
             try:
                 return await self._call("POST", path, AccessKey, body=body, **opts)
             except ConflictError as conflict:
                 return await self._find_created(sub_account_id, body, started, conflict, opts)
             except (OutcomeUnknownError, APIError) as exc:
-                if isinstance(exc, APIError) and (exc.status_code or 0) < 500:
+                if not _outcome_unknown(exc):
                     raise
                 last = exc
         raise OutcomeUnknownError(

@@ -139,7 +139,6 @@ class CallContext:
     timeout: float | None
     max_bytes: int
     deadline: float
-    label: str = ""  # "METHOD /path", for log lines
     body: bytes = field(default=b"", repr=False)  # may hold secrets
     #: The decoded JSON of a 2xx answer (decoded here, so a garbled one can be retried).
     data: Any = field(default=None, repr=False)
@@ -211,7 +210,7 @@ class RateLimiter:
         """A permit at once if one is free and nobody queues before us (no coroutine needed)."""
         return not self._waiters and self._try_take(now)
 
-    async def acquire(self, call: CallContext) -> None:
+    async def acquire(self, call: CallContext, method: str, path: str) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self.try_acquire(now):
@@ -220,8 +219,9 @@ class RateLimiter:
         if opens is not None and opens > call.deadline:
             raise self._too_far(opens - now)
         log.debug(
-            "%s waits for the rate-limit gate (%s)",
-            call.label,
+            "%s %s waits for the rate-limit gate (%s)",
+            method,
+            path,
             "the first answer" if opens is None else f"{opens - now:.2f}s",
         )
         fut: asyncio.Future[None] = loop.create_future()
@@ -406,18 +406,15 @@ def _never_sent(exc: BaseException) -> bool:
     return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
 
-async def read_capped(resp: ClientResponse, cap: int, method: str, path: str) -> bytes:
-    """The whole body, refusing (without reading it all) one larger than ``cap`` bytes."""
-    length = resp.content_length
-    if length is not None and length <= cap:
-        return await resp.read()
+async def _read_capped(resp: ClientResponse, cap: int, method: str, path: str) -> bytes:
+    """A body whose length is unknown or over ``cap``: refused without being read whole."""
     too_large = ResponseTooLargeError(
         f"the response exceeds the {cap}-byte cap",
         status_code=resp.status,
         method=method,
         path=path,
     )
-    if length is not None:
+    if resp.content_length is not None:
         raise too_large
     chunks: list[bytes] = []
     total = 0
@@ -435,7 +432,7 @@ async def read_answer(resp: ClientResponse, call: CallContext, method: str, path
     if length is not None and length <= call.max_bytes:
         call.body = await resp.read()  # the common case, without another coroutine layer
     else:
-        call.body = await read_capped(resp, call.max_bytes, method, path)
+        call.body = await _read_capped(resp, call.max_bytes, method, path)
     if 200 <= resp.status < 300:
         call.data = _decode(call.body, resp.status)
 
@@ -458,7 +455,7 @@ class RateLimitMiddleware:
         while True:
             call.attempts += 1
             if not limiter.try_acquire(loop.time()):
-                await limiter.acquire(call)
+                await limiter.acquire(call, method, path)
             limiter.stats.sent += 1
             answered = False
             resp: ClientResponse | None = None

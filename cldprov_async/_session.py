@@ -130,7 +130,6 @@ class Session:
         url = self.base_url.with_path(self._base_path + path, encoded=True)
         if params:
             url = url.with_query(params)
-        call.label = f"{method} {url.raw_path}"
         extra: dict[str, Any] = {}
         if self._borrowed is not None:
             # A borrowed session has its own middlewares and timeout; use ours for our calls.
