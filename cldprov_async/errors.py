@@ -3,15 +3,16 @@
 Callers catch one base class and narrow from there::
 
     CldProvisioningError
-    ├── ErrorResponse              documented status with the documented JSON error body
+    ├── ErrorResponse              documented status from the API: a JSON answer, even one
+    │                              whose error body is cut short or malformed
     │   ├── BadRequestError          400
     │   ├── AuthenticationError      401
     │   ├── PermissionDeniedError    403
     │   ├── NotFoundError            404
     │   ├── ConflictError            409
     │   └── RateLimitedError         420 or 429, or refused locally: the reset is past the budget
-    ├── APIError                   any other status, a redirect, or a body that is not the
-    │   │                          documented JSON (a proxy's HTML page, truncated JSON)
+    ├── APIError                   any other status, a redirect, or a non-JSON answer (a
+    │   │                          proxy's HTML page), whatever its status
     │   ├── ResponseTooLargeError    the body exceeded ``max_response_bytes``
     │   └── ResponseValidationError  a success body of the wrong shape
     ├── TransportError             the exchange itself failed: connection refused or dropped
@@ -195,7 +196,12 @@ def from_response(
     path: str,
     rate_limit: RateLimit | None,
 ) -> CldProvisioningError:
-    """The error for a non-2xx answer: documented class if the body is documented JSON."""
+    """The error for a non-2xx answer.
+
+    A documented status in a JSON answer is the API's verdict even when the body is cut short
+    (a 409 must stay a conflict, or resolving a generate would fail), so the status picks the
+    class; a non-JSON answer came from something in between and is an ``APIError``.
+    """
     text = body.decode("utf-8", "replace")
     request_id = next((headers[h] for h in _REQUEST_ID_HEADERS if h in headers), None)
     common: dict[str, Any] = {
@@ -208,6 +214,8 @@ def from_response(
     }
     cls = _BY_STATUS.get(status)
     error = _error_body(text)
+    if cls is not None and error is None and _is_json(headers):
+        error = (f"unreadable error body: {_describe_body(text, headers)}", None, None)
     if cls is None or error is None:
         if 300 <= status < 400:
             return APIError("redirect not followed", **common)
@@ -219,6 +227,11 @@ def from_response(
         reset = rate_limit.reset_at if rate_limit is not None else None
         return RateLimitedError(message, reset_at=reset, category=category, code=code, **common)
     return cls(message, category=category, code=code, **common)
+
+
+def _is_json(headers: Mapping[str, str]) -> bool:
+    kind = headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
 
 
 def _describe_body(text: str, headers: Mapping[str, str]) -> str:
