@@ -4,8 +4,8 @@ Each operation names its method, path, parameters and result type and hands them
 ``_call``, the one request path: validate, send through the session, turn the answer into
 a model or a typed error. ``generate`` adds one thing on top: when its outcome is unknown
 (the connection dropped after sending, or a 5xx) and the key has a name, it finds out by
-retrying and, on 409, looking the key up by name, so a retry never leaves a duplicate key
-or a secret the caller never saw.
+retrying and, on 409 or once out of attempts, looking the key up by name, so a retry never
+leaves a duplicate key or a secret the caller never saw.
 """
 
 from __future__ import annotations
@@ -321,28 +321,36 @@ class AccessKeysAPI:
             await asyncio.sleep(backoff(retry, n, self._session.limiter.rng))
             try:
                 return await self._call("POST", path, AccessKey, body=body, **opts)
-            except ConflictError as conflict:
-                return await self._find_created(sub_account_id, body, started, conflict, opts)
+            except ConflictError:
+                found = await self._created_by_us(sub_account_id, body, started, opts)
+                if found is None:
+                    raise  # the name belonged to an older key: a real conflict
+                return found
             except (OutcomeUnknownError, APIError) as exc:
                 if not _outcome_unknown(exc):
                     raise
                 last = exc
+        # Out of attempts, but one of them may have committed: a last look before giving up.
+        looked = "no key of that name was listed afterwards"
+        try:
+            found = await self._created_by_us(sub_account_id, body, started, opts)
+        except CldProvisioningError as exc:
+            found, looked = None, f"listing the keys failed too ({type(exc).__name__})"
+        if found is not None:
+            return found
         raise OutcomeUnknownError(
-            f"generate of key {body.name!r} may or may not have succeeded; retries did not tell",
+            f"generate of key {body.name!r} may or may not have succeeded; retries did not"
+            f" tell and {looked}",
             method="POST",
             path=path,
         ) from last
 
-    async def _find_created(
-        self,
-        sub_account_id: str,
-        body: AccessKeyRequest,
-        started: float,
-        conflict: ConflictError,
-        opts: dict[str, Any],
-    ) -> AccessKey:
+    async def _created_by_us(
+        self, sub_account_id: str, body: AccessKeyRequest, started: float, opts: dict[str, Any]
+    ) -> AccessKey | None:
+        """The key named ``body.name`` if it was created since this generate began."""
         listing = await self.list({"sub_account_id": sub_account_id}, **opts)
         for key in listing.access_keys:
             if key.name == body.name and key.created_at.timestamp() >= started - _CLOCK_SKEW:
                 return key
-        raise conflict  # the name belonged to an older key: a real conflict
+        return None

@@ -171,6 +171,44 @@ async def test_generate_with_unknown_outcome_creates_exactly_one_key(fault: str)
     assert key.api_secret == server.keys("sub-1")[0].api_secret
 
 
+async def test_generate_resolved_through_a_truncated_conflict() -> None:
+    # The first answer is lost after the commit; the retry's 409 arrives cut in half.
+    async with FakeProvisioningServer(keys_per_sub_account=0) as server:
+        server.inject("drop_after", route="generate")
+        server.inject("truncated", route="generate")
+        async with server.client(retry_config=FAST) as client:
+            key = await client.access_keys.generate("sub-1", {"name": "once"})
+    assert [e.status for e in server.journal if e.method == "POST"] == [None, 409]  # None: dropped
+    assert server.keys_created == 1
+    held = server.keys("sub-1")
+    assert [(k.api_key, k.api_secret) for k in held] == [(key.api_key, key.api_secret)]
+
+
+async def test_generate_out_of_attempts_still_finds_a_committed_key() -> None:
+    # Every attempt's answer is lost, the first one after its commit: one last list finds it.
+    async with FakeProvisioningServer(keys_per_sub_account=0) as server:
+        server.inject("drop_after", route="generate")
+        server.inject("503", route="generate", count=10)
+        async with server.client(retry_config=FAST) as client:
+            key = await client.access_keys.generate("sub-1", {"name": "once"})
+    posts = [e for e in server.journal if e.method == "POST"]
+    assert len(posts) == FAST.max_attempts
+    assert server.journal[-1].method == "GET"
+    assert server.keys_created == 1
+    assert key.api_secret == server.keys("sub-1")[0].api_secret
+
+
+async def test_generate_out_of_attempts_with_nothing_committed_is_unknown() -> None:
+    async with FakeProvisioningServer(keys_per_sub_account=0) as server:
+        server.inject("503", route="generate", count=10)
+        async with server.client(retry_config=FAST) as client:
+            with pytest.raises(cldprov_async.OutcomeUnknownError) as caught:
+                await client.access_keys.generate("sub-1", {"name": "once"})
+    assert "no key of that name was listed" in str(caught.value)
+    assert len([e for e in server.journal if e.method == "POST"]) == FAST.max_attempts
+    assert server.keys_created == 0
+
+
 async def test_unnamed_generate_with_unknown_outcome_says_so() -> None:
     async with FakeProvisioningServer(keys_per_sub_account=0) as server:
         server.inject("drop_after", route="generate")
