@@ -32,7 +32,8 @@ Choices where the spec says nothing:
   ``"truncated"`` commits and sends the real response with its JSON body cut in half (valid HTTP,
   invalid JSON). ``"delay"`` sleeps ``Faults.delay`` (0.05 s without a policy), then answers.
 - Every response carries the rate-limit headers when a policy is set, 401s and faults included.
-- Random faults are reproducible for a given ``seed`` and the same sequence of requests.
+- Random faults are reproducible for a given ``seed``: the n-th request of a route to a
+  sub-account meets the same fault in every run, however concurrent requests interleave.
 """
 
 from __future__ import annotations
@@ -431,7 +432,10 @@ class FakeProvisioningServer:
         self._issued: set[str] = set()
         self._seq = 0
         self._keys_created = 0
-        self._fault_rng = random.Random(seed)
+        # Faults are drawn per (sub-account, route, n-th request), not from one stream, so a
+        # seeded run repeats whatever order concurrent requests happen to arrive in.
+        self._fault_seed = random.getrandbits(64) if seed is None else seed
+        self._fault_counts_by: dict[tuple[str, Route], int] = {}
         self._key_rng = random.Random(None if seed is None else f"keys:{seed}")
         self._scripted: list[_Scripted] = []
         self._faults = faults
@@ -648,7 +652,7 @@ class FakeProvisioningServer:
             return _KEY_ROUTES.get(method)
         return None
 
-    def _next_fault(self, route: Route) -> FaultKind | None:
+    def _next_fault(self, route: Route, sub_account_id: str) -> FaultKind | None:
         if self._scripted:
             with self._lock:
                 for index, item in enumerate(self._scripted):
@@ -661,9 +665,15 @@ class FakeProvisioningServer:
         if faults is None:
             return None
         rate = faults.routes.get(route, faults.rate)
-        if rate <= 0.0 or self._fault_rng.random() >= rate:
+        if rate <= 0.0:
             return None
-        return faults.kinds[self._fault_rng.randrange(len(faults.kinds))]
+        with self._lock:
+            n = self._fault_counts_by.get((sub_account_id, route), 0)
+            self._fault_counts_by[sub_account_id, route] = n + 1
+        rng = random.Random(f"{self._fault_seed}:{sub_account_id}:{route}:{n}")
+        if rng.random() >= rate:
+            return None
+        return faults.kinds[rng.randrange(len(faults.kinds))]
 
     def _authorized(self, header: str | None) -> bool:
         if header == self._auth_header:
@@ -743,7 +753,7 @@ class FakeProvisioningServer:
             message = f"No route for {request.method} {request.path}"
             return _json(404, _error_body(message), headers), None, False
 
-        fault = self._next_fault(route)
+        fault = self._next_fault(route, parts[6])
         if fault == "delay":
             faults = self._faults
             await asyncio.sleep(0.05 if faults is None else faults.delay)

@@ -678,6 +678,24 @@ async def test_random_faults_reproducible_with_seed() -> None:
     assert {200, 500, 502, 503} == set(first)
 
 
+async def test_random_faults_do_not_depend_on_interleaving(http: aiohttp.ClientSession) -> None:
+    # Concurrent callers reach the server in any order; a seeded run must still repeat.
+    faults = Faults(rate=0.5, kinds=("500", "503"))
+
+    async def statuses(order: list[str]) -> dict[str, list[int]]:
+        seen: dict[str, list[int]] = {"a": [], "b": []}
+        async with FakeProvisioningServer(sub_accounts=["a", "b"], faults=faults, seed=9) as fake:
+            for sub in order:
+                seen[sub].append((await call(http, "GET", url(fake, sub=sub)))[0])
+        return seen
+
+    one_then_other = await statuses(["a"] * 20 + ["b"] * 20)
+    alternating = await statuses(["a", "b"] * 20)
+    assert one_then_other == alternating
+    assert one_then_other["a"] != one_then_other["b"]
+    assert {200, 500, 503} == set(one_then_other["a"])
+
+
 async def test_random_faults_per_route(http: aiohttp.ClientSession) -> None:
     faults = Faults(rate=0.0, kinds=["504"], routes={"generate": 1.0})
     async with FakeProvisioningServer(faults=faults, seed=3) as server:

@@ -10,7 +10,7 @@ import cldprov_async
 from cldprov_async import AccessKey, RetryConfig, RotationResult
 from cldprov_async.testing import FakeKey, FakeProvisioningServer, Faults, RateLimit
 
-FAST = RetryConfig(max_attempts=6, max_wait=30.0, backoff_initial=0.01, backoff_max=0.05)
+FAST = RetryConfig(max_attempts=8, max_wait=30.0, backoff_initial=0.01, backoff_max=0.05)
 SUBS = [f"env-{i:02d}" for i in range(20)]
 
 
