@@ -229,14 +229,19 @@ def from_response(
     return cls(message, category=category, code=code, **common)
 
 
+def _content_kind(headers: Mapping[str, str]) -> str:
+    """The media type without parameters: "application/json" from "...; charset=utf-8"."""
+    return headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
 def _is_json(headers: Mapping[str, str]) -> bool:
-    kind = headers.get("Content-Type", "").split(";")[0].strip().lower()
+    kind = _content_kind(headers)
     return kind == "application/json" or kind.endswith("+json")
 
 
 def _describe_body(text: str, headers: Mapping[str, str]) -> str:
     """What the body was, for a message, without repeating it (it may be large or sensitive)."""
-    kind = headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
+    kind = _content_kind(headers) or "no content type"
     if not text.strip():
         return "an empty body"
     if "html" in kind or text.lstrip().startswith("<"):

@@ -435,7 +435,7 @@ class FakeProvisioningServer:
         # Faults are drawn per (sub-account, route, n-th request), not from one stream, so a
         # seeded run repeats whatever order concurrent requests happen to arrive in.
         self._fault_seed = random.getrandbits(64) if seed is None else seed
-        self._fault_counts_by: dict[tuple[str, Route], int] = {}
+        self._fault_draws: dict[tuple[str, Route], int] = {}
         self._key_rng = random.Random(None if seed is None else f"keys:{seed}")
         self._scripted: list[_Scripted] = []
         self._faults = faults
@@ -668,8 +668,8 @@ class FakeProvisioningServer:
         if rate <= 0.0:
             return None
         with self._lock:
-            n = self._fault_counts_by.get((sub_account_id, route), 0)
-            self._fault_counts_by[sub_account_id, route] = n + 1
+            n = self._fault_draws.get((sub_account_id, route), 0)
+            self._fault_draws[sub_account_id, route] = n + 1
         rng = random.Random(f"{self._fault_seed}:{sub_account_id}:{route}:{n}")
         if rng.random() >= rate:
             return None
