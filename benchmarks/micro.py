@@ -168,9 +168,11 @@ def parts() -> None:
     from multidict import CIMultiDict, CIMultiDictProxy
 
     from cldprov_async import RetryConfig
-    from cldprov_async._access_keys import _segment
     from cldprov_async._converter import converter, unstructure
-    from cldprov_async._ratelimit import CallContext, RateLimiter, parse_rate_limit
+    from cldprov_async._gate import RateLimiter
+    from cldprov_async._middleware import CallContext
+    from cldprov_async._operation import segment as _segment
+    from cldprov_async._snapshot import parse_rate_limit
     from cldprov_async.models import (
         AccessKey,
         AccessKeyRequest,
@@ -259,7 +261,7 @@ def parts() -> None:
         limiter.on_answer(plain, 200)  # no budget announced: unlimited from now on
         start = time.process_time()
         for _ in range(n):
-            await limiter.acquire(call, "GET", "/")
+            await limiter.acquire(call.deadline, "GET", "/")
             limiter.on_answer(plain, 200)
         each = (time.process_time() - start) / n * 1e6
         print(f"  {'limiter.acquire + on_answer (no limit announced)':58} {each:6.2f}")

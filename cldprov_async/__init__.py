@@ -1,14 +1,16 @@
 """cldprov-async: a lightweight asyncio client for Cloudinary's Account Provisioning API.
 
 Start with ``CldProvisioning``; its ``access_keys`` attribute holds the operations.
+This module only re-exports (``__all__``); it may import any module but the CLI and ``testing``.
 """
 
 from . import errors, models
-from ._access_keys import AccessKeysAPI
+from ._api import AccessKeysAPI
 from ._client import CldProvisioning
 from ._config import RetryConfig, Security
-from ._ratelimit import RateLimit, RateLimitStats
+from ._gate import RateLimitStats
 from ._rotation import RotationResult
+from ._snapshot import RateLimit
 from ._version import __version__
 from .errors import (
     APIError,

@@ -1,4 +1,7 @@
-"""``python -m cldprov_async``: the same command line as the ``cldprov-async`` script."""
+"""``python -m cldprov_async``: the same command line as the ``cldprov-async`` script.
+
+Imports only the CLI.
+"""
 
 from ._cli import main
 

@@ -1,4 +1,8 @@
-"""``CldProvisioning``: configuration in, ``client.access_keys`` out, one session underneath."""
+"""``CldProvisioning``: configuration in, ``client.access_keys`` out, one session underneath.
+
+Imports: the operations classes (``_api``), the session, the gate's stats, the snapshot and
+config; the CLI and users import it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ from types import TracebackType
 import aiohttp
 from yarl import URL
 
-from ._access_keys import AccessKeysAPI
+from ._api import AccessKeysAPI
 from ._config import RetryConfig, Security, resolve_credentials, resolve_server_url
-from ._ratelimit import RateLimit, RateLimitStats
+from ._gate import RateLimitStats
 from ._session import Session
+from ._snapshot import RateLimit
 
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 

@@ -2,6 +2,8 @@
 
 Everything here is checked when the client is built, so a bad setting fails with a
 ValueError/TypeError naming it, before any connection is opened.
+
+Imports nothing from this package.
 """
 
 from __future__ import annotations

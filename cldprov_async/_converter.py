@@ -4,6 +4,8 @@ Structuring is strict about types (a number where a string belongs is an error, 
 silent ``str()``), lenient about extras (unknown fields are ignored), and every failure
 becomes a ``ResponseValidationError`` whose message names the field but never its value,
 so a secret in a malformed body cannot reach a log through an error message.
+
+Imports: models and errors only; every model in or out goes through ``converter``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ The fixture yields a started :class:`~cldprov_async.testing.FakeProvisioningServ
 own thread and event loop, so sync tests and async tests on any loop can use it. Configure it with
 ``@pytest.mark.cldprov_fake(**kwargs)`` (keyword arguments of ``FakeProvisioningServer``); markers
 closer to the test win, per keyword.
+
+Imports ``cldprov_async.testing`` only inside the fixture, so loading the plugin stays cheap.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ step, so a failure anywhere leaves a working environment:
 
 The new key is never retired, at least one enabled key always remains, and the new key
 (with its secret) is in the result even when a later step fails.
+
+Imports: the access-key operations (it is built on them, never the other way round),
+models, config and errors. ``AccessKeysAPI`` (``_api``) puts these functions on
+``client.access_keys`` as methods.
 """
 
 from __future__ import annotations
@@ -22,16 +26,14 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from attrs import evolve, frozen
 
+from ._access_keys import AccessKeyOperations
 from ._config import RetryConfig
 from .errors import CldProvisioningError, ConflictError, NotFoundError, VerificationError
-from .models import AccessKey, DedicatedFor, SortBy, SortOrder, check_id
-
-if TYPE_CHECKING:
-    from ._access_keys import AccessKeysAPI
+from .models import AccessKey, DedicatedFor, GetAccessKeysRequest, SortBy, SortOrder, check_id
 
 log = logging.getLogger("cldprov_async")
 
@@ -71,8 +73,8 @@ def check_rotate_options(name: str | None, retire: str, verify: Verify | None) -
         raise TypeError("verify must be an async callable taking the new AccessKey")
 
 
-async def iter_keys(
-    api: AccessKeysAPI,
+def iter_keys(
+    api: AccessKeyOperations,
     sub_account_id: str,
     *,
     page_size: int = 100,
@@ -80,17 +82,19 @@ async def iter_keys(
     sort_order: SortOrder | str | None = None,
     retries: RetryConfig | None = None,
 ) -> AsyncIterator[AccessKey]:
-    """Every key, a page at a time; the API serves at most 100 pages."""
+    """Every key of a product environment, fetched a page at a time."""
+    first = GetAccessKeysRequest(sub_account_id, page_size, 1, sort_by, sort_order)  # validate now
+    return _pages(api, first, retries)
+
+
+async def _pages(
+    api: AccessKeyOperations, first: GetAccessKeysRequest, retries: RetryConfig | None
+) -> AsyncIterator[AccessKey]:
+    """The pages from ``first`` on; the API serves at most 100 pages."""
+    page_size = first.page_size or 100
     page = 1
     while True:
-        request = {
-            "sub_account_id": sub_account_id,
-            "page_size": page_size,
-            "page": page,
-            "sort_by": sort_by,
-            "sort_order": sort_order,
-        }
-        listing = await api.list(request, retries=retries)
+        listing = await api.list(evolve(first, page=page), retries=retries)
         for key in listing.access_keys:
             yield key
         seen = (page - 1) * page_size + len(listing.access_keys)
@@ -106,7 +110,7 @@ async def iter_keys(
 
 
 async def rotate(
-    api: AccessKeysAPI,
+    api: AccessKeyOperations,
     sub_account_id: str,
     *,
     name: str | None = None,
@@ -114,7 +118,11 @@ async def rotate(
     verify: Verify | None = None,
     retries: RetryConfig | None = None,
 ) -> RotationResult:
-    """Rotate one product environment; errors land in the result, never lose the new key."""
+    """Replace the enabled keys with one new key; check ``result.ok``: errors are returned.
+
+    The new key (with its secret) is in the result even when a later step fails; running
+    it again with the same ``name`` finishes a half-done rotation.
+    """
     check_id(sub_account_id, "sub_account_id")
     check_rotate_options(name, retire, verify)
     name = name or run_name()
@@ -145,7 +153,7 @@ async def rotate(
 
 
 async def rotate_many(
-    api: AccessKeysAPI,
+    api: AccessKeyOperations,
     sub_account_ids: Iterable[str],
     *,
     concurrency: int = 8,
@@ -170,7 +178,7 @@ async def rotate_many(
     check_rotate_options(name, retire, verify)
     name = name or run_name()
     if retries is None:
-        base = api._session.retry
+        base = api.default_retry
         retries = evolve(base, max_wait=max(base.max_wait, BULK_MAX_WAIT))
     gate = asyncio.Semaphore(concurrency)
     done = 0
@@ -199,7 +207,7 @@ async def rotate_many(
 
 
 async def _generate(
-    api: AccessKeysAPI, sub: str, name: str, retries: RetryConfig | None
+    api: AccessKeyOperations, sub: str, name: str, retries: RetryConfig | None
 ) -> AccessKey:
     try:
         return await api.generate(sub, {"name": name, "enabled": True}, retries=retries)
@@ -213,7 +221,7 @@ async def _generate(
 
 
 async def _update(
-    api: AccessKeysAPI,
+    api: AccessKeyOperations,
     sub: str,
     key: AccessKey,
     change: Mapping[str, object],
@@ -236,7 +244,7 @@ async def _verify(verify: Verify, key: AccessKey) -> None:
 
 
 async def _retire(
-    api: AccessKeysAPI, sub: str, key: AccessKey, mode: Retire, retries: RetryConfig | None
+    api: AccessKeyOperations, sub: str, key: AccessKey, mode: Retire, retries: RetryConfig | None
 ) -> AccessKey:
     try:
         if mode == "delete":

@@ -4,6 +4,8 @@ It owns the session (or borrows the caller's and leaves it open), puts the crede
 an ``Authorization`` header built once, never follows redirects, and hands each call's
 budget to the rate-limit middleware through a context variable. What comes back is a
 ``Reply`` with the body already read, so nothing downstream can leak a connection.
+
+Imports: the middleware, the gate, config and version; the operations sit above it.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ._config import RetryConfig, Security
-from ._ratelimit import (
+from ._gate import RateLimiter
+from ._middleware import (
     CallContext,
     GarbledBodyError,
-    RateLimiter,
     RateLimitMiddleware,
     current_call,
     read_answer,

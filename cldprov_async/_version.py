@@ -1,1 +1,3 @@
+"""The package version, read by the build (hatch) and the User-Agent. Imports nothing."""
+
 __version__ = "0.1.0"

@@ -25,6 +25,8 @@ sent; they are not part of this tree.
 
 No error carries credentials: messages hold the method, the path (ids only), the status and
 the server's message, never headers or request bodies.
+
+Imports nothing from this package at run time (the ``RateLimit`` snapshot, for types only).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from ._ratelimit import RateLimit
+    from ._snapshot import RateLimit
 
 __all__ = [
     "APIError",

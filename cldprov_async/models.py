@@ -4,6 +4,8 @@ Request models validate on construction, so bad input fails with a ValueError/Ty
 that names the parameter before anything is sent. ``None`` means "not set": unset fields
 are left out of the JSON body. Response models hold only what the spec (and the live API's
 ``dedicated_for`` quirk) documents; unknown response fields are ignored.
+
+Imports: errors only (``ErrorResponse`` is re-exported as a model).
 """
 
 from __future__ import annotations

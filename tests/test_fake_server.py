@@ -25,7 +25,7 @@ from cldprov_async.testing import (
     FakeProvisioningServer,
     Faults,
     JournalEntry,
-    RateLimit,
+    RateLimitPolicy,
     main,
 )
 
@@ -414,7 +414,7 @@ async def test_paging(http: aiohttp.ClientSession) -> None:
 
 async def test_rate_limit_headers_and_420(http: aiohttp.ClientSession) -> None:
     clock = FakeClock(T0 + 0.5)
-    policy = RateLimit(limit=3, window=1.0)
+    policy = RateLimitPolicy(limit=3, window=1.0)
     async with FakeProvisioningServer(rate_limit=policy, clock=clock) as server:
         seen = []
         for i in range(5):
@@ -458,7 +458,7 @@ async def test_rate_limit_429_and_retry_after(
     now: float,
     expected: str | None,
 ) -> None:
-    policy = RateLimit(limit=1, window=window, status=429, retry_after=retry_after)
+    policy = RateLimitPolicy(limit=1, window=window, status=429, retry_after=retry_after)
     async with FakeProvisioningServer(rate_limit=policy, clock=FakeClock(now)) as server:
         first = await call(http, "GET", url(server))
         assert first[0] == 200 and "Retry-After" not in first[1]
@@ -472,12 +472,12 @@ async def test_rate_limit_reset_dates(http: aiohttp.ClientSession) -> None:
     clock = FakeClock(T0 + 0.3)
     async with FakeProvisioningServer(clock=clock) as server:
         # a sub-second window resets at T0 + 0.5, announced as the next whole second
-        server.rate_limit = RateLimit(limit=5, window=0.25)
+        server.rate_limit = RateLimitPolicy(limit=5, window=0.25)
         headers = (await call(http, "GET", url(server)))[1]
         assert headers["X-FeatureRateLimit-Reset"] == formatdate(T0 + 1, usegmt=True)
         # an hourly window, set at runtime, resets at the next whole hour
         clock.now = T0 + 3600 + 10
-        server.rate_limit = RateLimit(limit=1, window=3600)
+        server.rate_limit = RateLimitPolicy(limit=1, window=3600)
         headers = (await call(http, "GET", url(server)))[1]
         assert headers["X-FeatureRateLimit-Reset"] == formatdate(T0 + 7200, usegmt=True)
         status, headers, _ = await call(http, "GET", url(server))
@@ -485,14 +485,14 @@ async def test_rate_limit_reset_dates(http: aiohttp.ClientSession) -> None:
         assert parsedate_to_datetime(headers["X-FeatureRateLimit-Reset"]).timestamp() == T0 + 7200
         # a tuple is a policy too; None removes the headers
         server.rate_limit = (2, 1.0)
-        assert server.rate_limit == RateLimit(limit=2, window=1.0)
+        assert server.rate_limit == RateLimitPolicy(limit=2, window=1.0)
         assert (await call(http, "GET", url(server)))[1]["X-FeatureRateLimit-Limit"] == "2"
         server.rate_limit = None
         assert "X-FeatureRateLimit-Limit" not in (await call(http, "GET", url(server)))[1]
 
 
 async def test_rate_limit_window_resets_in_real_time(http: aiohttp.ClientSession) -> None:
-    async with FakeProvisioningServer(rate_limit=RateLimit(limit=2, window=0.5)) as server:
+    async with FakeProvisioningServer(rate_limit=RateLimitPolicy(limit=2, window=0.5)) as server:
         statuses = []
         for _ in range(6):  # at most 2 windows can pass: a 420 must show up
             status, headers, _ = await call(http, "GET", url(server))
@@ -509,11 +509,11 @@ async def test_rate_limit_window_resets_in_real_time(http: aiohttp.ClientSession
 
 def test_policy_validation() -> None:
     with pytest.raises(ValueError):
-        RateLimit(limit=1, status=503)  # type: ignore[arg-type]
+        RateLimitPolicy(limit=1, status=503)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        RateLimit(limit=1, window=0)
+        RateLimitPolicy(limit=1, window=0)
     with pytest.raises(ValueError):
-        RateLimit(limit=-1)
+        RateLimitPolicy(limit=-1)
     with pytest.raises(ValueError):
         Faults(rate=1.5)
     with pytest.raises(ValueError):
@@ -651,12 +651,12 @@ async def test_scripted_faults_match_route_and_count(
 
 async def test_faults_come_after_auth_and_rate_limit(http: aiohttp.ClientSession) -> None:
     clock = FakeClock()
-    async with FakeProvisioningServer(rate_limit=RateLimit(limit=0), clock=clock) as server:
+    async with FakeProvisioningServer(rate_limit=RateLimitPolicy(limit=0), clock=clock) as server:
         server.inject("500")
         async with aiohttp.ClientSession() as anonymous:
             assert (await call(anonymous, "GET", url(server)))[0] == 401
         assert (await call(http, "GET", url(server)))[0] == 420
-        server.rate_limit = RateLimit(limit=5)
+        server.rate_limit = RateLimitPolicy(limit=5)
         status, headers, _ = await call(http, "GET", url(server))
         assert status == 500 and headers["X-FeatureRateLimit-Remaining"] == "4"
         assert [e.fault for e in server.journal] == [None, None, "500"]
@@ -851,7 +851,7 @@ def test_pytest_fixture_and_marker(pytester: pytest.Pytester) -> None:
         import aiohttp
         import pytest
 
-        from cldprov_async.testing import FakeProvisioningServer, RateLimit
+        from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
 
         AUTH = aiohttp.encode_basic_auth("fake-key", "fake-secret")
         seen = []
@@ -875,7 +875,7 @@ def test_pytest_fixture_and_marker(pytester: pytest.Pytester) -> None:
 
         @pytest.mark.cldprov_fake(account_id="acc")
         class TestAsync:
-            @pytest.mark.cldprov_fake(seed=3, rate_limit=RateLimit(2, status=429))
+            @pytest.mark.cldprov_fake(seed=3, rate_limit=RateLimitPolicy(2, status=429))
             async def test_async(self, cldprov_fake_server):
                 assert cldprov_fake_server.rate_limit.status == 429
                 async with aiohttp.ClientSession(headers={"Authorization": AUTH}) as http:

@@ -19,7 +19,7 @@ from samples import MAIN_KEY, SECRET
 
 import cldprov_async
 from cldprov_async import CldProvisioning, RetryConfig, Security
-from cldprov_async.testing import FakeProvisioningServer, RateLimit
+from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
 
 FAST = RetryConfig(max_attempts=5, max_wait=10.0, backoff_initial=0.01, backoff_max=0.05)
 KEY_JSON = MAIN_KEY
@@ -93,13 +93,13 @@ RATE_ERROR = {"error": {"message": "Rate Limit Exceeded"}}
 @pytest.mark.parametrize(
     "policy",
     [
-        RateLimit(limit=40, window=1.0, status=420),
-        RateLimit(limit=40, window=1.0, status=429, retry_after="seconds"),
-        RateLimit(limit=40, window=1.0, status=429, retry_after="date"),
+        RateLimitPolicy(limit=40, window=1.0, status=420),
+        RateLimitPolicy(limit=40, window=1.0, status=429, retry_after="seconds"),
+        RateLimitPolicy(limit=40, window=1.0, status=429, retry_after="date"),
     ],
     ids=["420-reset-only", "429-retry-after-seconds", "429-retry-after-date"],
 )
-async def test_200_concurrent_generates_fit_the_windows(policy: RateLimit) -> None:
+async def test_200_concurrent_generates_fit_the_windows(policy: RateLimitPolicy) -> None:
     async with FakeProvisioningServer(rate_limit=policy, keys_per_sub_account=0) as server:
         async with server.client() as client:
             keys = await asyncio.gather(
@@ -119,7 +119,7 @@ async def test_200_concurrent_generates_fit_the_windows(policy: RateLimit) -> No
 
 
 async def test_reset_an_hour_ahead_raises_at_once_with_reset_at() -> None:
-    async with FakeProvisioningServer(rate_limit=RateLimit(limit=3, window=3600)) as server:
+    async with FakeProvisioningServer(rate_limit=RateLimitPolicy(limit=3, window=3600)) as server:
         async with server.client() as client:
             for _ in range(3):
                 await client.access_keys.list({"sub_account_id": "sub-1"})
@@ -135,7 +135,7 @@ async def test_reset_an_hour_ahead_raises_at_once_with_reset_at() -> None:
 
 
 async def test_a_420_with_reset_an_hour_ahead_is_not_slept_on() -> None:
-    async with FakeProvisioningServer(rate_limit=RateLimit(limit=0, window=3600)) as server:
+    async with FakeProvisioningServer(rate_limit=RateLimitPolicy(limit=0, window=3600)) as server:
         async with server.client() as client:
             started = time.monotonic()
             with pytest.raises(cldprov_async.RateLimitedError) as caught:
@@ -327,7 +327,7 @@ async def test_garbage_rate_limit_headers_on_success_are_ignored() -> None:
 
 
 async def test_first_request_goes_alone_until_the_budget_is_known() -> None:
-    async with FakeProvisioningServer(rate_limit=RateLimit(limit=100, window=60)) as server:
+    async with FakeProvisioningServer(rate_limit=RateLimitPolicy(limit=100, window=60)) as server:
         server.inject("delay", route="list")
         async with server.client() as client:
             await asyncio.gather(
@@ -368,7 +368,7 @@ async def test_remaining_budget_shared_by_concurrent_calls() -> None:
 
 
 async def test_cancelling_a_waiting_call_stops_it_and_frees_the_gate() -> None:
-    async with FakeProvisioningServer(rate_limit=RateLimit(limit=1, window=2.0)) as server:
+    async with FakeProvisioningServer(rate_limit=RateLimitPolicy(limit=1, window=2.0)) as server:
         async with server.client(retry_config=RetryConfig(max_wait=30)) as client:
             await client.access_keys.list({"sub_account_id": "sub-1"})  # budget now 0
             waiting = asyncio.create_task(client.access_keys.list({"sub_account_id": "sub-1"}))

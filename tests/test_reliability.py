@@ -23,7 +23,7 @@ from aiohttp import web
 
 import cldprov_async
 from cldprov_async import CldProvisioning, RetryConfig, Security
-from cldprov_async.testing import FAULT_KINDS, FakeProvisioningServer, Faults, RateLimit
+from cldprov_async.testing import FAULT_KINDS, FakeProvisioningServer, Faults, RateLimitPolicy
 
 CHAOS_OPS = int(os.environ.get("CLDPROV_CHAOS_OPS", "2000"))
 SOAK_CALLS = int(os.environ.get("CLDPROV_SOAK_CALLS", "4000"))
@@ -79,7 +79,7 @@ async def test_chaos_mixed_operations_under_faults_and_a_rate_limit() -> None:
         sub_accounts=subs,
         faults=faults,
         seed=5,
-        rate_limit=RateLimit(limit=400, window=1.0, status=429, retry_after="seconds"),
+        rate_limit=RateLimitPolicy(limit=400, window=1.0, status=429, retry_after="seconds"),
         keep_journal=False,
     ) as server:
         client = server.client(retry_config=RETRY)

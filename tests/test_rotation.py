@@ -8,7 +8,7 @@ import pytest
 
 import cldprov_async
 from cldprov_async import AccessKey, RetryConfig, RotationResult
-from cldprov_async.testing import FakeKey, FakeProvisioningServer, Faults, RateLimit
+from cldprov_async.testing import FakeKey, FakeProvisioningServer, Faults, RateLimitPolicy
 
 FAST = RetryConfig(max_attempts=8, max_wait=30.0, backoff_initial=0.01, backoff_max=0.05)
 SUBS = [f"env-{i:02d}" for i in range(20)]
@@ -72,7 +72,7 @@ async def test_rotate_many_with_faults_and_a_rate_limit() -> None:
     async with FakeProvisioningServer(
         sub_accounts=SUBS,
         keys_per_sub_account=2,
-        rate_limit=RateLimit(limit=30, window=1.0),
+        rate_limit=RateLimitPolicy(limit=30, window=1.0),
         faults=faults,
         seed=7,
     ) as server:
@@ -207,7 +207,7 @@ async def test_default_names_are_unique_per_run() -> None:
 async def test_rotate_many_waits_for_the_window_instead_of_failing() -> None:
     subs = [f"w-{i}" for i in range(12)]
     async with FakeProvisioningServer(
-        sub_accounts=subs, keys_per_sub_account=1, rate_limit=RateLimit(limit=10, window=1.0)
+        sub_accounts=subs, keys_per_sub_account=1, rate_limit=RateLimitPolicy(limit=10, window=1.0)
     ) as server:
         async with server.client() as client:
             results = await client.access_keys.rotate_many(subs, concurrency=12)

@@ -1,0 +1,134 @@
+"""The argument parser: the global options, every subcommand and its options, each
+subcommand bound to its handler (``args.handler``).
+
+May import: the command modules (``keys``, ``rotate``, ``demo``) and ``common``, the
+standard library and the rest of cldprov_async (config, models, rotation, version). Only
+``__init__`` imports this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import _rotation
+from .._config import ACCOUNT_URL_ENV, REGIONS
+from .._version import __version__
+from ..models import SortBy, SortOrder
+from .common import PROG
+from .demo import demo
+from .keys import keys_delete, keys_generate, keys_list, keys_update
+from .rotate import rotate
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Manage and rotate Cloudinary access keys through the Provisioning API.",
+        epilog=f"Try `{PROG} demo`: it runs against a built-in fake server, no credentials needed.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--account-url",
+        metavar="URL",
+        help=f"account://KEY:SECRET@ACCOUNT_ID (default: ${ACCOUNT_URL_ENV}; prefer the"
+        " variable, since arguments show in process lists)",
+    )
+    parser.add_argument("--region", choices=REGIONS, default="api", help="default: api")
+    parser.add_argument("--server-url", metavar="URL", help="an API base URL instead of a region")
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="per request attempt (default: 30)",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
+    parser.add_argument(
+        "--show-secrets", action="store_true", help="print existing keys' secrets unmasked"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    keys = commands.add_parser("keys", help="list, generate, update or delete access keys")
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    p = actions.add_parser("list", help="the keys of a product environment")
+    p.add_argument("sub", metavar="SUB", help="product environment (sub-account) id")
+    p.add_argument("--sort-by", choices=[s.value for s in SortBy])
+    p.add_argument("--sort-order", choices=[s.value for s in SortOrder])
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(handler=keys_list)
+
+    p = actions.add_parser("generate", help="a new key; prints its secret once")
+    p.add_argument("sub", metavar="SUB")
+    p.add_argument("--name", help="recommended: a named key survives a retried request")
+    p.add_argument("--disabled", action="store_true", help="create it disabled")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=keys_generate)
+
+    p = actions.add_parser("update", help="rename, enable/disable or dedicate a key")
+    p.add_argument("sub", metavar="SUB")
+    p.add_argument("key", metavar="KEY", help="the key's api_key")
+    p.add_argument("--name", help="new name")
+    state = p.add_mutually_exclusive_group()
+    state.add_argument("--enable", dest="enabled", action="store_const", const=True)
+    state.add_argument("--disable", dest="enabled", action="store_const", const=False)
+    p.add_argument("--dedicate-webhooks", action="store_true", help="make it the key for webhooks")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=keys_update)
+
+    p = actions.add_parser("delete", help="delete a key by api_key or by --name")
+    p.add_argument("sub", metavar="SUB")
+    p.add_argument("key", metavar="KEY", nargs="?", help="the key's api_key")
+    p.add_argument("--name", help="delete the key with this name instead")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=keys_delete)
+
+    p = commands.add_parser(
+        "rotate",
+        help="give product environments one new key each and retire the old ones",
+        description="Each product environment gets one new enabled key (dedicated for webhooks"
+        " if an old one was), then its old enabled keys are retired. Progress goes to stderr."
+        " Exit status: 0 all rotated, 1 any failed (each is listed), 2 usage error.",
+    )
+    p.add_argument("subs", metavar="SUB", nargs="*", help="product environment ids")
+    p.add_argument(
+        "--from-file", metavar="FILE", help="more ids, one a line (# comments); - for stdin"
+    )
+    p.add_argument(
+        "--retire",
+        choices=_rotation.RETIRE_MODES,
+        default="disable",
+        help="what happens to the old enabled keys (default: disable)",
+    )
+    p.add_argument(
+        "--name", help="the new keys' name (default: rotated-TIME-RANDOM); reuse it to resume"
+    )
+    p.add_argument("--concurrency", type=_positive_int, default=8, metavar="N", help="default: 8")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(handler=rotate)
+
+    p = commands.add_parser("demo", help="a bulk rotation against a built-in fake server")
+    p.add_argument("--environments", type=_positive_int, default=36, metavar="N")
+    p.add_argument("--seed", type=int, default=1, help="of the fake server's faults")
+    p.set_defaults(handler=demo)
+    return parser

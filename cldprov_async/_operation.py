@@ -1,0 +1,101 @@
+"""The one request path every operation shares: encode, send through the session, decode.
+
+An operation module (``_access_keys``, and any tag added later) subclasses ``Operations`` and
+names, per operation, its method, path, parameters and result type; ``_call`` does the rest:
+JSON body out through the one converter, a typed error for a non-2xx answer, a frozen model
+for a 2xx one.
+
+Imports: the session, converter, config and errors; nothing above the operations.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from ._config import RetryConfig
+from ._converter import structure, unstructure
+from ._session import Session
+from .errors import CldProvisioningError, from_response
+
+T = TypeVar("T")
+
+
+def segment(value: str) -> str:
+    """Percent-encode a path parameter so it cannot leave its segment ("/", "?", "..")."""
+    encoded = quote(value, safe="")
+    return encoded.replace(".", "%2E") if encoded.strip(".") == "" else encoded
+
+
+def call_options(
+    retries: RetryConfig | None, timeout_ms: float | None, http_headers: Mapping[str, str] | None
+) -> dict[str, Any]:
+    if retries is not None and not isinstance(retries, RetryConfig):
+        raise TypeError(f"retries must be a RetryConfig, not {type(retries).__name__}")
+    if timeout_ms is not None:
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int | float):
+            raise TypeError(f"timeout_ms must be a number, not {type(timeout_ms).__name__}")
+        if not timeout_ms > 0:
+            raise ValueError(f"timeout_ms must be > 0, not {timeout_ms}")
+    if http_headers is not None:
+        if not isinstance(http_headers, Mapping):
+            raise TypeError(f"http_headers must be a mapping, not {type(http_headers).__name__}")
+        for k, v in http_headers.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TypeError("http_headers must map str to str")
+            if not k or any(c in k + v for c in "\r\n\x00"):
+                raise ValueError(f"http_headers has an invalid header {k!r}")
+    return {"retries": retries, "timeout_ms": timeout_ms, "http_headers": http_headers}
+
+
+class Operations:
+    """The base of every operation class: one session, one account, one request path."""
+
+    def __init__(self, session: Session, account_id: str) -> None:
+        self._session = session
+        self._account_path = f"/v1_1/provisioning/accounts/{segment(account_id)}"
+
+    @property
+    def default_retry(self) -> RetryConfig:
+        """The client's retry budget, for calls that pass no ``retries``."""
+        return self._session.retry
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        result: type[T],
+        *,
+        params: Mapping[str, str] | None = None,
+        body: object = None,
+        retries: RetryConfig | None = None,
+        timeout_ms: float | None = None,
+        http_headers: Mapping[str, str] | None = None,
+    ) -> T:
+        data = None if body is None else json.dumps(unstructure(body)).encode()
+        try:
+            reply = await self._session.request(
+                method,
+                path,
+                params=params,
+                body=data,
+                retries=retries,
+                timeout_ms=timeout_ms,
+                http_headers=http_headers,
+            )
+        except CldProvisioningError as exc:
+            if exc.rate_limit is None:
+                exc.rate_limit = self._session.limiter.snapshot
+            raise
+        if not 200 <= reply.status < 300:
+            raise from_response(
+                reply.status,
+                reply.headers,
+                reply.body,
+                method=method,
+                path=reply.path,
+                rate_limit=self._session.limiter.snapshot,
+            )
+        return structure(reply.data, result, status=reply.status, method=method, path=reply.path)

@@ -1,0 +1,79 @@
+"""What the server says about its rate limit: the ``RateLimit`` snapshot and header parsing.
+
+Cloudinary sends ``X-FeatureRateLimit-Limit/-Remaining/-Reset`` on every answer and may send
+``Retry-After`` with a 429. This module only reads them; it sits below ``errors`` (whose
+errors carry a snapshot) and the gate, so it imports nothing from this package.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from attrs import frozen
+
+_H_LIMIT = "X-FeatureRateLimit-Limit"
+_H_REMAINING = "X-FeatureRateLimit-Remaining"
+_H_RESET = "X-FeatureRateLimit-Reset"
+
+
+@frozen
+class RateLimit:
+    """What the server last said about the budget. Any field may be None if it did not say."""
+
+    limit: int | None
+    remaining: int | None
+    reset_at: datetime | None
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+@functools.lru_cache(maxsize=64)
+def _date(raw: str | None) -> datetime | None:
+    """An HTTP date; cached, since every answer of a window repeats the same reset."""
+    if not raw:
+        return None
+    try:
+        parsed = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def parse_rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
+    """The X-FeatureRateLimit-* headers; garbage in a header counts as that header missing."""
+    limit = _int_header(headers, _H_LIMIT)
+    remaining = _int_header(headers, _H_REMAINING)
+    reset_at = _date(headers.get(_H_RESET))
+    if limit is None and remaining is None and reset_at is None:
+        return None
+    return RateLimit(limit, remaining, reset_at)
+
+
+def retry_after_seconds(headers: Mapping[str, str], now_wall: float) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
+    raw = headers.get("Retry-After")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        when = _date(raw)
+        if when is None:
+            return None
+        seconds = when.timestamp() - now_wall
+    if seconds != seconds or seconds == float("inf"):  # NaN, inf
+        return None
+    return max(0.0, seconds)

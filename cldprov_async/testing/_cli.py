@@ -1,0 +1,82 @@
+"""The standalone process, ``python -m cldprov_async.testing``: :func:`main` and its arguments.
+
+Imports ``_faults``, ``_policy``, ``_server`` and ``_types`` from the package (nothing from
+``cldprov_async``); only ``__main__`` and ``__init__`` import it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import Sequence
+
+from ._faults import Faults
+from ._policy import RateLimitPolicy
+from ._server import FakeProvisioningServer
+from ._types import FAULT_KINDS
+
+
+def _rate_limit_arg(text: str) -> tuple[int, float]:
+    limit, _, window = text.partition("/")
+    try:
+        return int(limit), float(window or "1")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N/SECONDS, got {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cldprov_async.testing",
+        description="Run the fake Provisioning API; prints CLDPROV_FAKE_URL=... once listening.",
+    )
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--account-id", default="fake-account")
+    parser.add_argument("--api-key", default="fake-key")
+    parser.add_argument("--api-secret", default="fake-secret")
+    parser.add_argument("--sub-account", action="append", help="repeatable; default: sub-1")
+    parser.add_argument("--keys-per-sub-account", type=int, default=1)
+    parser.add_argument("--rate-limit", type=_rate_limit_arg, metavar="N/SECONDS")
+    parser.add_argument("--rate-limit-status", type=int, choices=(420, 429), default=420)
+    parser.add_argument("--retry-after", choices=("seconds", "date"))
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--fault-kind", action="append", choices=FAULT_KINDS, help="repeatable")
+    parser.add_argument("--seed", type=int)
+    return parser
+
+
+async def _serve_until_signal(server: FakeProvisioningServer) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        print(f"CLDPROV_FAKE_URL={server.url}", flush=True)
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT, then exit 0."""
+    args = _parser().parse_args(argv)
+    policy = None
+    if args.rate_limit is not None:
+        limit, window = args.rate_limit
+        policy = RateLimitPolicy(
+            limit=limit, window=window, status=args.rate_limit_status, retry_after=args.retry_after
+        )
+    faults = None
+    if args.fault_rate:
+        faults = Faults(rate=args.fault_rate, kinds=args.fault_kind or FAULT_KINDS)
+    server = FakeProvisioningServer(
+        account_id=args.account_id,
+        api_key=args.api_key,
+        api_secret=args.api_secret,
+        sub_accounts=args.sub_account or ["sub-1"],
+        rate_limit=policy,
+        faults=faults,
+        seed=args.seed,
+        keys_per_sub_account=args.keys_per_sub_account,
+        port=args.port,
+    )
+    asyncio.run(_serve_until_signal(server))
+    return 0

@@ -1,0 +1,249 @@
+"""The public face of the fake server: :class:`FakeProvisioningServer`.
+
+It wires the collaborators together (the account state, the journal, the fault plan, the rate
+limiter and the aiohttp app), delegates its configuration and state methods to them, and owns the
+lifecycle: listening on 127.0.0.1, in the caller's event loop or in a thread of its own.
+
+Imports ``_app``, ``_faults``, ``_journal``, ``_policy``, ``_state`` and ``_types`` from the
+package. Of the rest of ``cldprov_async``, only its ``_client`` and ``_config`` modules, and only
+under TYPE_CHECKING and inside ``client()``: the fake server needs no client to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Self
+
+from aiohttp import web
+
+from ._app import ProvisioningApp
+from ._faults import FaultPlan, Faults
+from ._journal import Journal, JournalEntry, ServerStats
+from ._policy import RateLimiter, RateLimitPolicy
+from ._state import Accounts, FakeKey
+from ._types import FaultKind, Route
+
+if TYPE_CHECKING:
+    from .._client import CldProvisioning
+
+_TIMEOUT = 30.0
+"""Seconds :meth:`FakeProvisioningServer.run_in_thread` waits for its thread to start or stop."""
+
+
+@contextlib.contextmanager
+def _loop_thread(name: str) -> Iterator[asyncio.AbstractEventLoop]:
+    """A new event loop running in a daemon thread; stopped and closed on exit."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=_TIMEOUT)
+        loop.close()
+
+
+class FakeProvisioningServer:
+    """The fake API; use ``async with``, :meth:`start`/:meth:`stop`, or :meth:`run_in_thread`.
+
+    State may be read and arranged from any thread (a lock guards it). ``clock`` (wall-clock
+    seconds) drives timestamps and rate-limit windows, so tests can move time without sleeping.
+    """
+
+    def __init__(
+        self,
+        *,
+        account_id: str = "fake-account",
+        api_key: str = "fake-key",
+        api_secret: str = "fake-secret",
+        sub_accounts: Iterable[str] = ("sub-1",),
+        rate_limit: RateLimitPolicy | tuple[int, float] | None = None,
+        faults: Faults | None = None,
+        seed: int | None = None,
+        keys_per_sub_account: int = 1,
+        port: int = 0,
+        keep_journal: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.keys_per_sub_account = keys_per_sub_account
+        self._port = port
+        self._accounts = Accounts(account_id=account_id, seed=seed, clock=clock)
+        self._journal = Journal(keep=keep_journal)
+        self._fault_plan = FaultPlan(faults, seed=seed)
+        self._rate_limiter = RateLimiter(rate_limit)
+        self._app = ProvisioningApp(
+            accounts=self._accounts,
+            journal=self._journal,
+            fault_plan=self._fault_plan,
+            rate_limiter=self._rate_limiter,
+            api_key=api_key,
+            api_secret=api_secret,
+            clock=clock,
+        )
+        self._runner: web.ServerRunner | None = None
+        self._url: str | None = None
+        for sub_account_id in sub_accounts:
+            self.add_sub_account(sub_account_id)
+
+    # --- configuration at runtime
+
+    @property
+    def account_id(self) -> str:
+        return self._accounts.account_id
+
+    @account_id.setter
+    def account_id(self, account_id: str) -> None:
+        self._accounts.account_id = account_id
+
+    @property
+    def rate_limit(self) -> RateLimitPolicy | None:
+        return self._rate_limiter.policy
+
+    @rate_limit.setter
+    def rate_limit(self, policy: RateLimitPolicy | tuple[int, float] | None) -> None:
+        """Replace the policy; the new one starts with a fresh window budget."""
+        self._rate_limiter.policy = policy
+
+    @property
+    def faults(self) -> Faults | None:
+        return self._fault_plan.faults
+
+    @faults.setter
+    def faults(self, policy: Faults | None) -> None:
+        self._fault_plan.faults = policy
+
+    def inject(self, kind: FaultKind, *, route: Route | None = None, count: int = 1) -> None:
+        """Queue ``kind`` for the next ``count`` accepted requests to ``route`` (any if None);
+        scripted faults are taken before random ones."""
+        self._fault_plan.inject(kind, route=route, count=count)
+
+    # --- arranging and reading state
+
+    def add_sub_account(self, sub_account_id: str) -> None:
+        """Add a sub-account holding ``keys_per_sub_account`` enabled keys."""
+        self._accounts.add_sub_account(sub_account_id)
+        for _ in range(self.keys_per_sub_account):
+            self.add_key(sub_account_id)
+
+    def add_key(
+        self,
+        sub_account_id: str,
+        *,
+        name: str | None = None,
+        enabled: bool = True,
+        dedicated: bool = False,
+    ) -> FakeKey:
+        """Arrange a key (not counted in :attr:`keys_created`); ``name=None`` picks ``key-N``."""
+        return self._accounts.add_key(
+            sub_account_id, name=name, enabled=enabled, dedicated=dedicated
+        )
+
+    def keys(self, sub_account_id: str) -> list[FakeKey]:
+        """Snapshots of the sub-account's keys, in creation order."""
+        return self._accounts.keys(sub_account_id)
+
+    @property
+    def keys_created(self) -> int:
+        """Keys created through POST, including those whose response was then dropped."""
+        return self._accounts.keys_created
+
+    # --- what was received
+
+    @property
+    def journal(self) -> list[JournalEntry]:
+        """Received requests, in the order their handling finished."""
+        return self._journal.entries
+
+    @journal.setter
+    def journal(self, entries: list[JournalEntry]) -> None:
+        self._journal.entries = entries
+
+    @property
+    def keep_journal(self) -> bool:
+        """Whether :attr:`journal` receives entries (:attr:`stats` counts either way)."""
+        return self._journal.keep
+
+    @keep_journal.setter
+    def keep_journal(self, keep: bool) -> None:
+        self._journal.keep = keep
+
+    @property
+    def stats(self) -> ServerStats:
+        return self._journal.stats()
+
+    def clear_journal(self) -> None:
+        """Forget received requests: empties :attr:`journal` and zeroes :attr:`stats`."""
+        self._journal.clear()
+
+    # --- lifecycle
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``, once started."""
+        if self._url is None:
+            raise RuntimeError("the server is not started")
+        return self._url
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rpartition(":")[2])
+
+    def client(self, **kwargs: Any) -> CldProvisioning:
+        """A client of this package pointed at this server (``kwargs`` go to its constructor)."""
+        # Imported here: the client module may import this one, and tests may not need a client.
+        from .._client import CldProvisioning
+        from .._config import Security
+
+        return CldProvisioning(
+            account_id=self.account_id,
+            security=Security(
+                provisioning_api_key=self.api_key, provisioning_api_secret=self.api_secret
+            ),
+            server_url=self.url,
+            **kwargs,
+        )
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("the server is already started")
+        server = web.Server(self._app.handle, access_log=None)
+        runner = web.ServerRunner(server, shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", self._port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        runner, self._runner, self._url = self._runner, None, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @contextlib.contextmanager
+    def run_in_thread(self) -> Iterator[Self]:
+        """Serve from a daemon thread with its own event loop, whatever loop (if any) the caller
+        runs, for sync tests and fixtures."""
+        with _loop_thread("cldprov-fake-server") as loop:
+            asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=_TIMEOUT)
+            try:
+                yield self
+            finally:
+                asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout=_TIMEOUT)

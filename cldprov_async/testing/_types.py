@@ -1,0 +1,16 @@
+"""The names the fake server speaks in: its routes and its fault kinds.
+
+The bottom of the package: imports nothing from it (nor from ``cldprov_async``).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+FaultKind = Literal[
+    "500", "502", "503", "504", "drop_before", "drop_after", "html", "truncated", "delay"
+]
+Route = Literal["list", "generate", "update", "delete", "delete_by_name"]
+
+FAULT_KINDS: Final[tuple[FaultKind, ...]] = get_args(FaultKind)
+ROUTES: Final[tuple[Route, ...]] = get_args(Route)
