@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"cldprov_async._client"},
     {"cldprov_async._api"},
     {"cldprov_async._rotation"},
-    {"cldprov_async._access_keys"},
+    {"cldprov_async._access_keys", "cldprov_async._product_environments"},
     {"cldprov_async._operation"},
     {"cldprov_async._session"},
     {"cldprov_async._middleware"},
