@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"cldprov_async.testing"},
     {"cldprov_async._client"},
     {"cldprov_async._api"},
+    {"cldprov_async._bulk"},
     {"cldprov_async._rotation"},
     {"cldprov_async._access_keys", "cldprov_async._product_environments"},
     {"cldprov_async._operation"},
