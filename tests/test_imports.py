@@ -35,7 +35,7 @@ LAYERS: list[set[str]] = [
     {"cldprov_async._middleware"},
     {"cldprov_async._gate"},
     {"cldprov_async._converter"},
-    {"cldprov_async.models"},
+    {"cldprov_async.models", "cldprov_async._budget"},
     {"cldprov_async.errors", "cldprov_async._config"},
     {"cldprov_async._snapshot", "cldprov_async._version"},
 ]
