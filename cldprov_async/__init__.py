@@ -10,7 +10,7 @@ from ._client import CldProvisioning
 from ._config import RetryConfig, Security
 from ._gate import RateLimitStats
 from ._product_environments import ProductEnvironmentOperations
-from ._rotation import RotationResult
+from ._rotation import RotationPlan, RotationResult
 from ._snapshot import RateLimit
 from ._version import __version__
 from .errors import (
@@ -74,6 +74,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryConfig",
+    "RotationPlan",
     "RotationResult",
     "Security",
     "SortBy",

@@ -34,6 +34,13 @@ def duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def requests_of(result: RotationResult) -> int:
+    """What an environment's rotation sent, from its outcome (a failure: its listing)."""
+    if result.plan is not None or result.skipped is not None or result.new_key is None:
+        return 1
+    return 2 + len(result.retired) + bool(result.new_key.dedicated_for)
+
+
 class RunProgress:
     """Counts results as they come (``update``) and draws them; ``ticker()`` keeps the line
     fresh while the run waits for a window."""
@@ -57,7 +64,8 @@ class RunProgress:
         self.budget = BudgetTracker()
         self.done = self.failed = self.skipped = 0
         self.started = time.monotonic()
-        self._sent_at_start = client.stats.sent
+        self._sent_at_start = self._spent()
+        self._finished_requests = 0  # what the finished environments sent
         self._last_line = float("-inf")
         self._drawn = False
 
@@ -72,12 +80,20 @@ class RunProgress:
         if self.done == 0:
             return None
         elapsed = time.monotonic() - self.started
-        in_flight = min(self.concurrency, left)
-        sent = self.client.stats.sent - self._sent_at_start
-        per_env = sent / (self.done + in_flight / 2)
-        by_budget = self.budget.seconds_for(left * per_env - in_flight * per_env / 2)
-        by_pace = elapsed / self.done * left
-        return by_pace if by_budget is None else by_budget
+        per_env = self._finished_requests / self.done
+        in_flight = self._spent() - self._sent_at_start - self._finished_requests
+        needed = max(0.0, left * per_env - in_flight)
+        by_budget = self.budget.seconds_for(needed)
+        if by_budget is not None:
+            return by_budget
+        # It fits the window's budget: the pace while not waiting for a window decides.
+        active = max(1e-3, elapsed - self.budget.waited())
+        return needed / max(1.0, self._finished_requests) * active
+
+    def _spent(self) -> int:
+        """Requests that counted against the budget (rejected ones did not)."""
+        stats = self.client.stats
+        return stats.sent - stats.rejected
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -94,6 +110,7 @@ class RunProgress:
 
     def update(self, result: RotationResult) -> None:
         self.done += 1
+        self._finished_requests += requests_of(result)
         if result.status == "failed":
             self.failed += 1
         elif result.status == "skipped":

@@ -200,8 +200,12 @@ class Report:
                 return
         self.kept.append(r)
 
-    def finish(self, name: str, total: int, totals: dict[str, Any] | None) -> None:
+    def finish(self, name: str, ids: Sequence[str], totals: dict[str, Any] | None) -> None:
+        """Results in the order the environments were chosen; the summary on stderr."""
         args = self.args
+        total = len(ids)
+        position = {sub: n for n, sub in enumerate(ids)}
+        self.kept.sort(key=lambda r: position.get(r.sub_account_id, total))
         if args.json:
             doc = {
                 "name": name,
@@ -329,7 +333,7 @@ async def rotate(args: argparse.Namespace) -> int:
             totals = plan_totals(report.kept, progress.budget, client) if args.dry_run else None
     except asyncio.CancelledError:
         # Interrupted: the keys created so far exist; their secrets must not be lost.
-        report.finish(name, len(ids), None)
+        report.finish(name, ids, None)
         unfinished = [sub for sub in ids if sub not in finished]
         print(
             f"interrupted: {len(finished)} of {environments(len(ids))} finished; to resume:"
@@ -341,7 +345,7 @@ async def rotate(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
-    report.finish(name, len(ids), totals)
+    report.finish(name, ids, totals)
     if report.failed:
         again = _resume_hint(args, name, report.failed if not args.all else [])
         print(f"to resume the failed ones: {again}", file=sys.stderr)
