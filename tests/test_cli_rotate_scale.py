@@ -245,6 +245,8 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume() -> None:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
+        # What finished before the signal was written out whole (the first line was read).
+        assert all(json.loads(line)["status"] == "rotated" for line in out.splitlines())
         assert "interrupted:" in err and "Traceback" not in err
         hint = err.split("to resume:")[1].split()
         assert hint[:3] == ["cldprov-async", "rotate", "--all"] and "term" in hint
