@@ -28,7 +28,9 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +42,12 @@ KEYS = 2  # old keys per environment: list + generate + 2 retirements = 4 reques
 ACCOUNT_URL = "account://fake-key:fake-secret@fake-account"
 
 
-def server_for(n: int, limit: int) -> FakeProvisioningServer:
+def server_for(n: int, limit: int, journal: bool = False) -> FakeProvisioningServer:
     server = FakeProvisioningServer(
         sub_accounts=(),
         keys_per_sub_account=KEYS,
         rate_limit=RateLimitPolicy(limit=limit, window=1.0),
-        keep_journal=False,
+        keep_journal=journal,
         seed=1,
     )
     for i in range(n):
@@ -65,14 +67,41 @@ def start(server: FakeProvisioningServer, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def _high_water_mib(pid: int) -> float | None:
+    """The process's peak RSS so far (``VmHWM``: reset by exec, unlike ``ru_maxrss``, which
+    keeps the forking parent's size, here the fake server's)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def finish(proc: subprocess.Popen[str]) -> tuple[int, float, int]:
     """(exit status, peak RSS in MiB, JSON lines printed) of a started run."""
     assert proc.stdout is not None
-    lines = sum(1 for _ in proc.stdout)
+    peak = [0.0]
+
+    def watch() -> None:
+        while proc.returncode is None:
+            seen = _high_water_mib(proc.pid)
+            if seen is None:
+                return
+            peak[0] = max(peak[0], seen)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    lines = sum(1 for _ in proc.stdout)  # stdout closes as the process exits
+    seen = _high_water_mib(proc.pid)  # a zombie keeps no memory: read before reaping
+    peak[0] = max(peak[0], seen or 0.0)
     proc.stdout.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024, lines
+    proc.wait()
+    watcher.join()
+    return proc.returncode, peak[0], lines
 
 
 def invariant(server: FakeProvisioningServer, n: int, name: str) -> dict[str, int]:
@@ -88,7 +117,7 @@ def invariant(server: FakeProvisioningServer, n: int, name: str) -> dict[str, in
 
 
 def full_run(n: int, limit: int, concurrency: int) -> dict[str, Any]:
-    server = server_for(n, limit)
+    server = server_for(n, limit, journal=True)
     with server.run_in_thread():
         started = time.monotonic()
         proc = start(
@@ -99,6 +128,8 @@ def full_run(n: int, limit: int, concurrency: int) -> dict[str, Any]:
         stats = server.stats
         requests = n * (2 + KEYS) + 1  # the listing, then per environment
         least = requests / limit
+        per_window = Counter(int(e.time) for e in server.journal if e.status not in (420, 429))
+        inner = [per_window[w] for w in sorted(per_window)[1:-1]]  # whole windows only
         return {
             "environments": n,
             "limit_per_second": limit,
@@ -112,6 +143,9 @@ def full_run(n: int, limit: int, concurrency: int) -> dict[str, Any]:
             "least_possible_s": round(least, 2),
             "ratio": round(wall / least, 3),
             "peak_rss_mib": round(rss, 1),
+            "whole_windows": len(inner),
+            "whole_windows_filled": sum(c >= limit for c in inner),
+            "least_filled_window": min(inner, default=0),
             "keys_created": server.keys_created,
             **invariant(server, n, "bench"),
         }
@@ -127,11 +161,15 @@ def killed_run(n: int, limit: int, concurrency: int, seed: int) -> dict[str, Any
         proc = start(server, *args)
         assert proc.stdout is not None
         proc.stdout.readline()  # under way
+        # Read on, as a consumer of --jsonl does: a full pipe would pause the run.
+        reader = threading.Thread(target=lambda: sum(1 for _ in proc.stdout or ()), daemon=True)
+        reader.start()
         time.sleep(rng.uniform(0.0, 0.8 * least))
         killed_at = time.monotonic() - started
         proc.send_signal(signal.SIGKILL)
-        proc.stdout.close()
         proc.wait()
+        reader.join()
+        proc.stdout.close()
         done_before = sum(
             1
             for i in range(n)
@@ -165,8 +203,8 @@ def report(data: dict[str, Any]) -> str:
         f" {full['concurrency']}`.",
         "",
         "| environments | wall | least possible (requests / budget) | ratio | rejected (420) |"
-        " all rotated | peak RSS |",
-        "|---|---|---|---|---|---|---|",
+        " all rotated | peak RSS | whole windows used to the limit |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in (small, full):
         ok = run["environments_wrong"] == 0 and run["exit_status"] == 0
@@ -174,7 +212,8 @@ def report(data: dict[str, Any]) -> str:
             f"| {run['environments']:,} | {run['wall_s']} s | {run['least_possible_s']} s"
             f" ({run['requests_needed']:,} / {run['limit_per_second']}/s) | {run['ratio']}x |"
             f" {run['rejected_by_rate_limit']} | {'yes' if ok else 'NO'} |"
-            f" {run['peak_rss_mib']} MiB |"
+            f" {run['peak_rss_mib']} MiB | {run['whole_windows_filled']} of"
+            f" {run['whole_windows']} (least: {run['least_filled_window']}) |"
         )
     lines += [
         "",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import shlex
@@ -307,7 +308,8 @@ async def rotate(args: argparse.Namespace) -> int:
         if task is not None:
             task.cancel()
 
-    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    with contextlib.suppress(NotImplementedError):  # no loop signal handlers on Windows
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     report = Report(args)
     finished: set[str] = set()
     ids: list[str] = []
@@ -344,7 +346,8 @@ async def rotate(args: argparse.Namespace) -> int:
             raise
         return EXIT_INTERRUPTED
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGTERM)
     report.finish(name, ids, totals)
     if report.failed:
         again = _resume_hint(args, name, report.failed if not args.all else [])
