@@ -230,7 +230,8 @@ def check_exactly_one_new_key(server: FakeProvisioningServer, n: int, name: str)
     assert server.keys_created == n
 
 
-def test_sigterm_stops_cleanly_and_says_how_to_resume() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_cleanly_and_says_how_to_resume(signum: signal.Signals) -> None:
     server = many_environments(40, limit=20)
     with server.run_in_thread():
         proc = subprocess.Popen(
@@ -242,7 +243,7 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume() -> None:
         )
         assert proc.stdout is not None
         proc.stdout.readline()  # the run is under way
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         # What finished before the signal was written out whole (the first line was read).

@@ -182,3 +182,33 @@ async def test_the_eta_is_within_20_percent_once_the_first_window_has_passed() -
         assert eta is not None
         predicted = (t - started) + eta
         assert abs(predicted - real) <= 0.2 * real, (t - started, eta, real)
+
+
+class FakeClient:
+    """What RunProgress reads of a client: its rate-limit snapshot and its counters."""
+
+    rate_limit = None
+
+    class stats:  # mirrors the attribute's name
+        sent = 0
+        rejected = 0
+
+
+def test_plain_progress_is_a_line_every_few_seconds_plus_one_per_failure() -> None:
+    from cldprov_async import NotFoundError
+
+    out = io.StringIO()
+    progress = RunProgress(200, out, FakeClient(), concurrency=8, live=False)  # type: ignore[arg-type]
+    for n in range(200):
+        error = NotFoundError("gone", status_code=404) if n in (50, 120) else None
+        progress.update(RotationResult(f"env-{n}", error=error))
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    assert [line for line in lines if line.startswith("failed: ")] == [
+        "failed: env-50: 404 gone",
+        "failed: env-120: 404 gone",
+    ]
+    figures = [line for line in lines if not line.startswith("failed: ")]
+    assert len(figures) == 2  # the first and the last: the run took far less than 5 s
+    assert figures[-1].startswith("[200/200] failed 2, skipped 0, ")
+    assert "/min, waited 0s for the rate limit, ETA 0s" in figures[-1]
