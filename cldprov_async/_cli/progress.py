@@ -127,15 +127,20 @@ class RunProgress:
             self._last_line = now
 
     async def ticker(self) -> None:
-        """Redraw every second on a terminal, a plain line every minute otherwise."""
+        """Watch the budget (a spent window shows as ``remaining == 0`` until it resets, so
+        a tenth of a second bounds the error on the time waited); redraw every second on a
+        terminal, a plain line every minute otherwise."""
+        drawn = time.monotonic()
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.1)
             self.budget.observe(self.client.rate_limit)
-            if self.live:
+            now = time.monotonic()
+            if self.live and now - drawn >= 1.0:
                 self._draw()
-            elif time.monotonic() - self._last_line >= QUIET_LINE_EVERY:
+                drawn = now
+            elif not self.live and now - self._last_line >= QUIET_LINE_EVERY:
                 self._print(self.line())
-                self._last_line = time.monotonic()
+                self._last_line = now
 
     def _print(self, text: str) -> None:
         self.stream.write(("\r\x1b[K" if self._drawn else "") + text + "\n")
