@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cldprov_async import RetryConfig, RotationPlan, RotationResult
-from cldprov_async._cli.progress import RunProgress
+from cldprov_async._cli.progress import RunProgress, ticking
 from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
 
 DAY = 86400.0
@@ -168,13 +168,15 @@ async def test_the_eta_is_within_20_percent_once_the_first_window_has_passed() -
             progress = RunProgress(len(subs), io.StringIO(), client, concurrency=8, live=False)
             started = time.time()
             samples: list[tuple[float, float | None]] = []
-            async for result in client.access_keys.rotate_iter(subs, concurrency=8):
-                assert result.ok, result.error
-                progress.update(result)
-                samples.append((time.time(), progress.eta()))
+            async with ticking(progress):  # as the command line runs it
+                async for result in client.access_keys.rotate_iter(subs, concurrency=8):
+                    assert result.ok, result.error
+                    progress.update(result)
+                    samples.append((time.time(), progress.eta()))
             ended = time.time()
     real = ended - started
     assert real > 3.0  # it did span several windows
+    assert 0.5 < progress.budget.waited() < real  # windows were waited for, and measured
     first_window_end = started + 1.0 - started % 1.0 + 1.0  # a whole window after the first
     later = [(t, eta) for t, eta in samples if t > first_window_end and t < ended - 0.05]
     assert later
