@@ -9,7 +9,8 @@ from ._api import AccessKeysAPI
 from ._client import CldProvisioning
 from ._config import RetryConfig, Security
 from ._gate import RateLimitStats
-from ._rotation import RotationResult
+from ._product_environments import ProductEnvironmentOperations
+from ._rotation import RotationPlan, RotationResult
 from ._snapshot import RateLimit
 from ._version import __version__
 from .errors import (
@@ -36,6 +37,9 @@ from .models import (
     AccessKeyUpdateRequest,
     DedicatedFor,
     GetAccessKeysRequest,
+    ProductEnvironment,
+    ProductEnvironmentAccessKey,
+    ProductEnvironmentsResponse,
     SortBy,
     SortOrder,
     SuccessResponse,
@@ -59,6 +63,10 @@ __all__ = [
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "ProductEnvironment",
+    "ProductEnvironmentAccessKey",
+    "ProductEnvironmentOperations",
+    "ProductEnvironmentsResponse",
     "RateLimit",
     "RateLimitStats",
     "RateLimitedError",
@@ -66,6 +74,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryConfig",
+    "RotationPlan",
     "RotationResult",
     "Security",
     "SortBy",

@@ -4,12 +4,13 @@ Rotation depends on the operations, not the other way round, so the class users 
 assembled here, above both: the operations are inherited, and ``_rotation``'s functions
 (whose first parameter is the operations object) become its methods as they are.
 
-Imports: the access-key operations and rotation; only the client imports this.
+Imports: the access-key operations and rotation (``_rotation``, ``_bulk``); only the
+client imports this.
 """
 
 from __future__ import annotations
 
-from . import _rotation
+from . import _bulk, _rotation
 from ._access_keys import AccessKeyOperations
 
 
@@ -18,4 +19,5 @@ class AccessKeysAPI(AccessKeyOperations):
 
     iter_keys = _rotation.iter_keys
     rotate = _rotation.rotate
-    rotate_many = _rotation.rotate_many
+    rotate_many = _bulk.rotate_many
+    rotate_iter = _bulk.rotate_iter

@@ -1,4 +1,5 @@
-"""``CldProvisioning``: configuration in, ``client.access_keys`` out, one session underneath.
+"""``CldProvisioning``: configuration in, ``client.access_keys`` and
+``client.product_environments`` out, one session underneath.
 
 Imports: the operations classes (``_api``), the session, the gate's stats, the snapshot and
 config; the CLI and users import it.
@@ -15,6 +16,7 @@ from yarl import URL
 from ._api import AccessKeysAPI
 from ._config import RetryConfig, Security, resolve_credentials, resolve_server_url
 from ._gate import RateLimitStats
+from ._product_environments import DEFAULT_MAX_LISTING_BYTES, ProductEnvironmentOperations
 from ._session import Session
 from ._snapshot import RateLimit
 
@@ -28,7 +30,9 @@ class CldProvisioning:
     ``account_id`` and ``security`` fall back to ``CLOUDINARY_ACCOUNT_URL``
     (``account://KEY:SECRET@ACCOUNT_ID``). ``timeout`` is seconds per attempt;
     ``retry_config`` is the default budget of every call (override per call with
-    ``retries=``). Pass ``session`` to share an ``aiohttp.ClientSession``: the client then
+    ``retries=``). ``max_response_bytes`` caps each answer; the product-environment listing,
+    one unpaged answer for the whole account, has its own cap, ``max_listing_bytes`` (128 MiB).
+    Pass ``session`` to share an ``aiohttp.ClientSession``: the client then
     leaves it open on close.
     """
 
@@ -43,6 +47,7 @@ class CldProvisioning:
         retry_config: RetryConfig | None = None,
         session: aiohttp.ClientSession | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_listing_bytes: int = DEFAULT_MAX_LISTING_BYTES,
         max_connections: int = 100,
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -60,6 +65,7 @@ class CldProvisioning:
             )
         for name, value in (
             ("max_response_bytes", max_response_bytes),
+            ("max_listing_bytes", max_listing_bytes),
             ("max_connections", max_connections),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -76,6 +82,9 @@ class CldProvisioning:
             session=session,
         )
         self.access_keys = AccessKeysAPI(self._session, account_id)
+        self.product_environments = ProductEnvironmentOperations(
+            self._session, account_id, max_listing_bytes=max_listing_bytes
+        )
 
     @property
     def rate_limit(self) -> RateLimit | None:

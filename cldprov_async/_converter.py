@@ -22,6 +22,8 @@ from .models import (
     AccessKeyRequest,
     AccessKeysResponse,
     AccessKeyUpdateRequest,
+    ProductEnvironment,
+    ProductEnvironmentAccessKey,
     SuccessResponse,
 )
 
@@ -104,6 +106,27 @@ def _keys(value: Any, cls: type) -> tuple[AccessKey, ...]:
 
 
 converter.register_structure_hook_func(lambda t: t == tuple[AccessKey, ...], _keys)
+
+
+def _list_of(item: type[T]) -> Any:
+    """A hook for ``tuple[item, ...]`` that takes only a JSON list (a string is iterable too)."""
+    generic = converter.get_structure_hook(tuple[item, ...])  # type: ignore[valid-type]
+
+    def hook(value: Any, cls: type) -> tuple[T, ...]:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        out: tuple[T, ...] = generic(value, cls)
+        return out
+
+    return hook
+
+
+converter.register_structure_hook_func(
+    lambda t: t == tuple[ProductEnvironmentAccessKey, ...], _list_of(ProductEnvironmentAccessKey)
+)
+converter.register_structure_hook_func(
+    lambda t: t == tuple[ProductEnvironment, ...], _list_of(ProductEnvironment)
+)
 
 # Requests: None means "unset" and is not sent; enums go out as their values.
 for _request in (AccessKeyRequest, AccessKeyUpdateRequest):

@@ -11,7 +11,7 @@ Imports: the session, converter, config and errors; nothing above the operations
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -68,11 +68,12 @@ class Operations:
         path: str,
         result: type[T],
         *,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         body: object = None,
         retries: RetryConfig | None = None,
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
     ) -> T:
         data = None if body is None else json.dumps(unstructure(body)).encode()
         try:
@@ -84,6 +85,7 @@ class Operations:
                 retries=retries,
                 timeout_ms=timeout_ms,
                 http_headers=http_headers,
+                max_bytes=max_bytes,
             )
         except CldProvisioningError as exc:
             if exc.rate_limit is None:

@@ -14,17 +14,15 @@ The new key is never retired, at least one enabled key always remains, and the n
 (with its secret) is in the result even when a later step fails.
 
 Imports: the access-key operations (it is built on them, never the other way round),
-models, config and errors. ``AccessKeysAPI`` (``_api``) puts these functions on
-``client.access_keys`` as methods.
+models, config and errors. ``_bulk`` runs it over many environments; ``AccessKeysAPI``
+(``_api``) puts these functions on ``client.access_keys`` as methods.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -39,24 +37,50 @@ log = logging.getLogger("cldprov_async")
 
 Retire = Literal["disable", "delete", "keep"]
 Verify = Callable[[AccessKey], Awaitable[object]]
-OnProgress = Callable[[int, int, "RotationResult"], object]
 RETIRE_MODES = ("disable", "delete", "keep")
-#: Hourly windows reset up to an hour later; a bulk rotation waits for them.
-BULK_MAX_WAIT = 3700.0
+
+
+@frozen
+class RotationPlan:
+    """What a rotation of one environment would do (a dry run), from its current keys."""
+
+    new_key_name: str
+    #: False when a key of that name exists already (a rerun finishing a rotation).
+    creates_key: bool
+    #: The enabled keys it would retire (disable or delete).
+    retire: tuple[AccessKey, ...]
+    #: Whether the webhook dedication would move to the new key.
+    dedication_moves: bool
+    #: Requests the rotation would send, its key listing included.
+    requests: int
 
 
 @frozen
 class RotationResult:
-    """How one product environment's rotation ended. ``new_key`` holds the new secret."""
+    """How one product environment's rotation ended. ``new_key`` holds the new secret.
+
+    ``status`` says which: ``rotated``, ``skipped`` (by a policy; ``skipped`` holds why),
+    ``failed`` (``error``), or ``planned`` (a dry run; ``plan`` holds what it would do).
+    """
 
     sub_account_id: str
     new_key: AccessKey | None = None
     retired: tuple[AccessKey, ...] = ()
     error: BaseException | None = None
+    skipped: str | None = None
+    plan: RotationPlan | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def status(self) -> Literal["rotated", "skipped", "failed", "planned"]:
+        if self.error is not None:
+            return "failed"
+        if self.skipped is not None:
+            return "skipped"
+        return "planned" if self.plan is not None else "rotated"
 
 
 def run_name() -> str:
@@ -125,11 +149,34 @@ async def rotate(
     """
     check_id(sub_account_id, "sub_account_id")
     check_rotate_options(name, retire, verify)
-    name = name or run_name()
+    return await rotate_listed(
+        api,
+        sub_account_id,
+        None,
+        name=name or run_name(),
+        retire=retire,
+        verify=verify,
+        retries=retries,
+    )
+
+
+async def rotate_listed(
+    api: AccessKeyOperations,
+    sub_account_id: str,
+    keys: Sequence[AccessKey] | None,
+    *,
+    name: str,
+    retire: Retire,
+    verify: Verify | None,
+    retries: RetryConfig | None,
+) -> RotationResult:
+    """``rotate``'s steps, arguments checked, from ``keys`` when the caller has listed them."""
     new_key: AccessKey | None = None
     retired: list[AccessKey] = []
     try:
-        keys = (await api.list({"sub_account_id": sub_account_id}, retries=retries)).access_keys
+        if keys is None:
+            listing = await api.list({"sub_account_id": sub_account_id}, retries=retries)
+            keys = listing.access_keys
         new_key = next((k for k in keys if k.name == name), None)
         if new_key is None:
             new_key = await _generate(api, sub_account_id, name, retries)
@@ -150,57 +197,6 @@ async def rotate(
         log.warning("rotation of %s failed: %s", sub_account_id, exc)
         return RotationResult(sub_account_id, new_key, tuple(retired), exc)
     return RotationResult(sub_account_id, new_key, tuple(retired))
-
-
-async def rotate_many(
-    api: AccessKeyOperations,
-    sub_account_ids: Iterable[str],
-    *,
-    concurrency: int = 8,
-    on_progress: OnProgress | None = None,
-    name: str | None = None,
-    retire: Retire = "disable",
-    verify: Verify | None = None,
-    retries: RetryConfig | None = None,
-) -> list[RotationResult]:
-    """Rotate many environments, at most ``concurrency`` at a time, results in input order.
-
-    One failure never stops the others. Calls wait out the rate limit's window (up to an
-    hour by default) rather than fail: pass ``retries`` to choose another budget.
-    """
-    ids = list(sub_account_ids) if not isinstance(sub_account_ids, str) else [sub_account_ids]
-    for sub in ids:
-        check_id(sub, "sub_account_ids[]")
-    if len(set(ids)) != len(ids):
-        raise ValueError("sub_account_ids must not repeat an id")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
-    check_rotate_options(name, retire, verify)
-    name = name or run_name()
-    if retries is None:
-        base = api.default_retry
-        retries = evolve(base, max_wait=max(base.max_wait, BULK_MAX_WAIT))
-    gate = asyncio.Semaphore(concurrency)
-    done = 0
-
-    async def one(sub: str) -> RotationResult:
-        nonlocal done
-        async with gate:
-            try:
-                result = await rotate(
-                    api, sub, name=name, retire=retire, verify=verify, retries=retries
-                )
-            except Exception as exc:  # a bug or an odd verify: still only this one fails
-                log.exception("rotation of %s failed unexpectedly", sub)
-                result = RotationResult(sub, error=exc)
-        done += 1
-        if on_progress is not None:
-            outcome = on_progress(done, len(ids), result)
-            if inspect.isawaitable(outcome):
-                await outcome
-        return result
-
-    return list(await asyncio.gather(*(one(sub) for sub in ids)))
 
 
 # -- steps ---------------------------------------------------------------------------------

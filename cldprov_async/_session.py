@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import platform
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -110,12 +110,14 @@ class Session:
         method: str,
         path: str,
         *,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         body: bytes | None = None,
         retries: RetryConfig | None = None,
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
     ) -> Reply:
+        """One exchange; ``max_bytes`` overrides the client's response cap for this call."""
         session = self._session()
         retry = retries or self.retry
         timeout = self.timeout if timeout_ms is None else timeout_ms / 1000.0
@@ -123,7 +125,7 @@ class Session:
         call = CallContext(
             retry=retry,
             timeout=timeout,
-            max_bytes=self.max_response_bytes,
+            max_bytes=self.max_response_bytes if max_bytes is None else max_bytes,
             deadline=loop.time() + retry.max_wait,
         )
         headers: Mapping[str, str] = self._headers if body is None else self._json_headers

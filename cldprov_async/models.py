@@ -28,6 +28,9 @@ __all__ = [
     "DedicatedFor",
     "ErrorResponse",
     "GetAccessKeysRequest",
+    "ProductEnvironment",
+    "ProductEnvironmentAccessKey",
+    "ProductEnvironmentsResponse",
     "SortBy",
     "SortOrder",
     "SuccessResponse",
@@ -202,3 +205,36 @@ class SuccessResponse:
     """The body of a successful delete."""
 
     message: str = ""
+
+
+# --- the "Product Environments" tag (read only: its listing) -----------------------------------
+
+
+@frozen
+class ProductEnvironmentAccessKey:
+    """A key as a product environment listing shows it (spec: ApiAccessKey). ``secret`` is
+    kept out of repr/str."""
+
+    key: str
+    enabled: bool
+    secret: str | None = field(default=None, repr=False)
+
+
+@frozen
+class ProductEnvironment:
+    """One product environment (sub-account) of the account."""
+
+    id: str
+    name: str = ""
+    cloud_name: str = ""
+    enabled: bool = True
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    api_access_keys: tuple[ProductEnvironmentAccessKey, ...] = ()
+
+
+@frozen
+class ProductEnvironmentsResponse:
+    """Every product environment that matched (the listing is not paged)."""
+
+    sub_accounts: tuple[ProductEnvironment, ...] = ()

@@ -238,16 +238,15 @@ def test_rotate_all_succeed(server: FakeProvisioningServer) -> None:
     assert result.returncode == 0, result.stderr
     for sub in SUBS:
         new = check_rotated(server, sub, "rot-1", old[sub])
-        assert result.stdout.count(new.api_secret) == 1
-        secrets_row = next(line for line in result.stdout.splitlines() if new.api_secret in line)
-        assert secrets_row.split() == [sub, "rot-1", new.api_key, new.api_secret]
+        # The human output never shows a secret; it says where to find them.
+        assert new.api_secret not in result.stdout + result.stderr
+        row = next(line for line in result.stdout.splitlines() if new.api_key in line)
+        assert row.split() == [sub, "rotated", new.api_key, "2", "disabled"]
         assert all(k.api_secret not in result.stdout for k in old[sub])
-    assert "NEW SECRETS (shown once, store them now):" in result.stdout
-    # Not a terminal: one plain progress line per environment, no carriage returns.
+    assert "--show-secrets keys list SUB" in result.stderr
+    # Not a terminal: plain progress lines (the first and the last here), no carriage returns.
     assert "\r" not in result.stderr
-    progress = re.findall(r"^\[(\d)/3\] (sub-\d): rotated", result.stderr, re.MULTILINE)
-    assert sorted(n for n, _ in progress) == ["1", "2", "3"]
-    assert sorted(sub for _, sub in progress) == SUBS
+    assert re.search(r"^\[3/3\] failed 0, skipped 0, \d+/min, waited 0s", result.stderr, re.M)
     assert "rotated 3 of 3 product environments" in result.stderr
 
 
@@ -276,13 +275,16 @@ def test_rotate_prints_the_secret_of_a_key_created_before_a_failure(
     server: FakeProvisioningServer,
 ) -> None:
     server.inject("500", route="update", count=10)  # retiring the old keys fails
-    result = cli("rotate", "sub-1", "--name", "half", server=server)
+    result = cli("rotate", "sub-1", "--name", "half", "--jsonl", server=server)
     assert result.returncode == 1
     new = by_name(server, "sub-1")["half"]
     assert new.enabled
-    assert f"half  {new.api_key}  {new.api_secret}" in result.stdout
+    (line,) = result.stdout.splitlines()
+    doc = json.loads(line)
+    assert (doc["status"], doc["new_api_secret"]) == ("failed", new.api_secret)
+    assert doc["new_key"]["api_key"] == new.api_key and doc["error"]["status"] == 500
     assert re.search(r"^failed: sub-1: 500 ", result.stderr, re.MULTILINE)
-    assert "--name half sub-1" in result.stderr  # how to resume
+    assert "rotate sub-1 --name half" in result.stderr  # how to resume
 
 
 def test_rotate_from_file_and_stdin(server: FakeProvisioningServer, tmp_path: Path) -> None:
@@ -326,8 +328,8 @@ def test_rotate_draws_a_live_bar_on_a_terminal(server: FakeProvisioningServer) -
         drawn += chunk
     os.close(master)
     assert result.returncode == 0
-    assert b"\r[------" in drawn and b"] 1/1" in drawn
-    assert b"[1/1] sub-1" not in drawn  # no plain lines on a terminal
+    assert b"\r\x1b[K[1/1] failed 0, skipped 0" in drawn  # one line, redrawn in place
+    assert b"\n[1/1]" not in drawn  # no plain lines on a terminal
 
 
 # -- demo ------------------------------------------------------------------------------------

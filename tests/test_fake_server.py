@@ -726,6 +726,7 @@ async def test_journal(server: FakeProvisioningServer, http: aiohttp.ClientSessi
         fault=None,
         time=first.time,
         route="list",
+        query_pairs=(("sort_by", "name"),),
     )
     assert first.headers["authorization"] == AUTH  # case-insensitive
     assert before <= first.time <= second.time <= time.time()

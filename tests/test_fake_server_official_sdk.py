@@ -133,3 +133,22 @@ async def test_official_sdk_sees_rate_limits(status: int) -> None:
             assert int(headers["Retry-After"]) > 0
             assert limited.value.data.error is not None
             assert limited.value.data.error.message == "Rate Limit Exceeded"
+
+
+async def test_official_sdk_lists_product_environments() -> None:
+    """The official SDK sends lists as repeated ``ids=`` (form, exploded): the fake takes it."""
+    subs = ("--sub-account", "a", "--sub-account", "b", "--sub-account", "c")
+    with standalone(*subs, "--keys-per-sub-account", "1") as url:
+        async with sdk(url) as client:
+            everything = await client.product_environments.list()
+            picked = await client.product_environments.list(ids=["c", "a"])
+            named = await client.product_environments.list(enabled=True, prefix="B")
+            clouds = await client.product_environments.list(cloud_names=["a", "b"])
+    assert [env.id for env in everything.sub_accounts or []] == ["a", "b", "c"]
+    assert [env.id for env in picked.sub_accounts or []] == ["a", "c"]
+    assert [env.id for env in named.sub_accounts or []] == ["b"]
+    assert [env.id for env in clouds.sub_accounts or []] == ["a", "b"]
+    first = (everything.sub_accounts or [])[0]
+    assert (first.name, first.cloud_name, first.enabled) == ("a", "a", True)
+    keys = first.api_access_keys or []
+    assert len(keys) == 1 and keys[0].enabled is True and keys[0].secret

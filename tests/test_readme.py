@@ -18,6 +18,14 @@ EXPECTED = {
     1: ["ACCOUNT_ID", "https://api-eu.cloudinary.com", "/prefix"],
     2: ["404", "409"],
     3: ["rotated 50 of 50 environments", "keys created: 50"],
+    4: [
+        "chosen: ['env-0', 'env-1']",
+        "env-0 planned 3",
+        "env-1 skipped newest enabled key 'key-1' is 10d old, not older than 90d",
+        "requests sent in the dry run: {'GET'}",
+        "env-0 rotated",
+        "second run: ['skipped', 'skipped']",
+    ],
 }
 
 

@@ -17,7 +17,7 @@ from ..models import SortBy, SortOrder
 from .common import PROG
 from .demo import demo
 from .keys import keys_delete, keys_generate, keys_list, keys_update
-from .rotate import rotate
+from .rotate import parse_age, rotate
 
 
 def _positive_float(text: str) -> float:
@@ -125,6 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--concurrency", type=_positive_int, default=8, metavar="N", help="default: 8")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--all", action="store_true", help="every product environment of the account")
+    p.add_argument("--enabled-only", action="store_true", help="only enabled environments")
+    p.add_argument("--prefix", metavar="P", help="only environments whose name starts with P")
+    p.add_argument(
+        "--dry-run", action="store_true", help="only list the keys and say what a run would do"
+    )
+    p.add_argument(
+        "--older-than",
+        type=parse_age,
+        metavar="AGE",
+        help="rotate only where the newest enabled key is older than AGE (90d, 12h, 30m)",
+    )
+    p.add_argument(
+        "--jsonl", action="store_true", help="a JSON line on stdout as each environment finishes"
+    )
     p.set_defaults(handler=rotate)
 
     p = commands.add_parser("demo", help="a bulk rotation against a built-in fake server")

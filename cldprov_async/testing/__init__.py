@@ -1,4 +1,5 @@
-"""A fake Cloudinary Provisioning API (access keys only) for tests and benchmarks.
+"""A fake Cloudinary Provisioning API (access keys, and the product-environment listing) for
+tests and benchmarks.
 
 It is a real HTTP server on 127.0.0.1 (aiohttp.web), so a client under test goes through its whole
 stack (connection pool, middlewares, retries, parsing). It mimics the live API's quirks: HTTP Basic
@@ -18,6 +19,10 @@ Each request goes through, in this order:
 Choices where the spec says nothing:
 
 - Each sub-account starts with ``keys_per_sub_account`` enabled keys named ``key-1``, ``key-2``...
+  Its name and cloud name default to its id (``add_sub_account(id, name=, cloud_name=,
+  enabled=)`` sets them); the listing (``GET .../sub_accounts``) returns sub-accounts in creation
+  order, takes ``ids[]=`` or repeated ``ids=`` (then ignores the other filters), ``cloud_names``
+  likewise, ``enabled`` and a case-insensitive name ``prefix``; more than 100 ids is a 400.
 - ``generate`` without a name (or with ``""``) makes a key named ``""``; unnamed keys never conflict
   and cannot be deleted by name (``delete_by_name`` with an empty ``name`` is a 400).
 - ``list``: sorting by ``created_at`` uses creation order (finer than the 1-second timestamps); ties

@@ -19,7 +19,7 @@ from aiohttp import web
 from ._faults import FaultPlan
 from ._journal import Journal, JournalEntry
 from ._policy import RateLimiter
-from ._routes import ApiError, dispatch, match, sub_account_of
+from ._routes import ApiError, dispatch, list_environments, match, sub_account_of
 from ._state import Accounts
 from ._types import FaultKind, Route
 
@@ -109,6 +109,7 @@ class ProvisioningApp:
         raw = await request.read() if request.body_exists else b""
         body, is_json = _decode_body(raw)
         query = dict(request.query)
+        pairs = tuple(request.query.items())
         parts = request.path.split("/")
         route = match(request.method, parts)
         status: int | None = 500  # what aiohttp sends if _respond raises
@@ -134,6 +135,7 @@ class ProvisioningApp:
                 fault,
                 now,
                 route,
+                pairs,
             )
             self._journal.record(entry, rate_limited=rate_limited)
 
@@ -178,7 +180,10 @@ class ProvisioningApp:
         accounts = self._accounts
         with accounts.lock:
             try:
-                status, payload = dispatch(accounts, route, parts, query, body, is_json)
+                if route == "list_product_environments":
+                    status, payload = list_environments(accounts, parts, request.query)
+                else:
+                    status, payload = dispatch(accounts, route, parts, query, body, is_json)
             except ApiError as exc:
                 status, payload = exc.status, _error_body(exc.message)
         if fault == "drop_after":

@@ -29,6 +29,8 @@ class JournalEntry:
     fault: FaultKind | None
     time: float
     route: Route | None
+    #: Every query parameter in order, repeated ones included (``query`` keeps the first).
+    query_pairs: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen

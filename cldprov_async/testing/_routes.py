@@ -41,6 +41,8 @@ class ApiError(Exception):
 
 def match(method: str, parts: list[str]) -> Route | None:
     """The route of a request, from its method and its path split on ``/``; None if none."""
+    if len(parts) == 6 and parts[5] == "sub_accounts" and tuple(parts[:4]) == _PREFIX:
+        return "list_product_environments" if method == "GET" else None
     if len(parts) < 8 or parts[5] != "sub_accounts" or parts[7] != "access_keys":
         return None
     if tuple(parts[:4]) != _PREFIX:
@@ -53,8 +55,8 @@ def match(method: str, parts: list[str]) -> Route | None:
 
 
 def sub_account_of(parts: list[str]) -> str:
-    """The sub-account id in the path of a request that has a route."""
-    return parts[6]
+    """The sub-account id in the path of a request that has a route ("" for the listing)."""
+    return parts[6] if len(parts) > 6 else ""
 
 
 # --- parsing
@@ -136,6 +138,46 @@ def dispatch(
             raise ApiError(404, f"Access key named {name!r} not found")
     sub.remove(key)
     return 200, {"message": "ok"}
+
+
+def _many(query: Mapping[str, str], name: str) -> list[str] | None:
+    """A list parameter sent as ``name[]=a&name[]=b`` (the classic SDK) or ``name=a&name=b``."""
+    getall = getattr(query, "getall", None)
+    values: list[str] = []
+    for key in (f"{name}[]", name):
+        values += getall(key, []) if getall is not None else ([query[key]] if key in query else [])
+    if not values and f"{name}[]" not in query and name not in query:
+        return None
+    if len(values) > 100:
+        raise ApiError(400, f"Invalid value for {name}: at most 100 values")
+    return values
+
+
+def list_environments(
+    accounts: Accounts, parts: list[str], query: Mapping[str, str]
+) -> tuple[int, Any]:
+    """The product-environment listing (the caller holds ``accounts.lock``): every environment,
+    or those matching; with ``ids`` the other filters are ignored, as the spec says."""
+    if parts[4] != accounts.account_id:
+        raise ApiError(404, f"Account {parts[4]} not found")
+    subs = accounts.sub_accounts()
+    ids = _many(query, "ids")
+    if ids is not None:
+        wanted = set(ids)
+        subs = [s for s in subs if s.id in wanted]
+    else:
+        enabled = _opt_bool(dict(query), "enabled")
+        if enabled is not None:
+            subs = [s for s in subs if s.enabled == enabled]
+        cloud_names = _many(query, "cloud_names")
+        if cloud_names is not None:
+            wanted = set(cloud_names)
+            subs = [s for s in subs if s.cloud_name in wanted]
+        prefix = query.get("prefix")
+        if prefix:
+            folded = prefix.casefold()
+            subs = [s for s in subs if s.name.casefold().startswith(folded)]
+    return 200, {"sub_accounts": [s.environment_json() for s in subs]}
 
 
 def _list(sub: SubAccount, query: dict[str, str]) -> dict[str, Any]:

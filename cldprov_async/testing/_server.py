@@ -126,9 +126,19 @@ class FakeProvisioningServer:
 
     # --- arranging and reading state
 
-    def add_sub_account(self, sub_account_id: str) -> None:
-        """Add a sub-account holding ``keys_per_sub_account`` enabled keys."""
-        self._accounts.add_sub_account(sub_account_id)
+    def add_sub_account(
+        self,
+        sub_account_id: str,
+        *,
+        name: str | None = None,
+        cloud_name: str | None = None,
+        enabled: bool = True,
+    ) -> None:
+        """Add a sub-account holding ``keys_per_sub_account`` enabled keys; its ``name`` and
+        ``cloud_name`` (shown by the product-environment listing) default to its id."""
+        self._accounts.add_sub_account(
+            sub_account_id, name=name, cloud_name=cloud_name, enabled=enabled
+        )
         for _ in range(self.keys_per_sub_account):
             self.add_key(sub_account_id)
 
@@ -139,10 +149,12 @@ class FakeProvisioningServer:
         name: str | None = None,
         enabled: bool = True,
         dedicated: bool = False,
+        created_at: float | None = None,
     ) -> FakeKey:
-        """Arrange a key (not counted in :attr:`keys_created`); ``name=None`` picks ``key-N``."""
+        """Arrange a key (not counted in :attr:`keys_created`); ``name=None`` picks ``key-N``;
+        ``created_at`` (epoch seconds) backdates it, for tests of key-age policies."""
         return self._accounts.add_key(
-            sub_account_id, name=name, enabled=enabled, dedicated=dedicated
+            sub_account_id, name=name, enabled=enabled, dedicated=dedicated, created_at=created_at
         )
 
     def keys(self, sub_account_id: str) -> list[FakeKey]:

@@ -57,6 +57,14 @@ class StoredKey:
 
 @attrs.define
 class SubAccount:
+    """A product environment: what the listing shows of it, and its keys."""
+
+    id: str
+    name: str
+    cloud_name: str
+    enabled: bool
+    created_at: str
+    updated_at: str
     keys: dict[str, StoredKey] = attrs.Factory(dict)  # by api_key, in creation order
     by_name: dict[str, StoredKey] = attrs.Factory(dict)  # named keys only
     webhooks_key: str | None = None  # api_key of the key dedicated for webhooks
@@ -86,6 +94,21 @@ class SubAccount:
             key.enabled,
             dedicated,
         )
+
+    def environment_json(self) -> dict[str, Any]:
+        """The environment as the listing shows it (spec: ProductEnvironment)."""
+        return {
+            "cloud_name": self.cloud_name,
+            "name": self.name,
+            "enabled": self.enabled,
+            "id": self.id,
+            "api_access_keys": [
+                {"key": k.api_key, "secret": k.api_secret, "enabled": k.enabled}
+                for k in self.keys.values()
+            ],
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
     def remove(self, key: StoredKey) -> None:
         del self.keys[key.api_key]
@@ -118,15 +141,40 @@ class Accounts:
 
     # --- arranging and reading, from any thread
 
-    def add_sub_account(self, sub_account_id: str) -> None:
-        """Add an empty sub-account."""
+    def add_sub_account(
+        self,
+        sub_account_id: str,
+        *,
+        name: str | None = None,
+        cloud_name: str | None = None,
+        enabled: bool = True,
+    ) -> None:
+        """Add an empty sub-account; its name and cloud name default to its id."""
         with self.lock:
             if sub_account_id in self._subs:
                 raise ValueError(f"sub-account {sub_account_id!r} already exists")
-            self._subs[sub_account_id] = SubAccount()
+            stamp = self.stamp()
+            self._subs[sub_account_id] = SubAccount(
+                sub_account_id,
+                sub_account_id if name is None else name,
+                sub_account_id if cloud_name is None else cloud_name,
+                enabled,
+                stamp,
+                stamp,
+            )
+
+    def sub_accounts(self) -> list[SubAccount]:
+        """Every sub-account, in creation order (the caller holds the lock)."""
+        return list(self._subs.values())
 
     def add_key(
-        self, sub_account_id: str, *, name: str | None, enabled: bool, dedicated: bool
+        self,
+        sub_account_id: str,
+        *,
+        name: str | None,
+        enabled: bool,
+        dedicated: bool,
+        created_at: float | None = None,
     ) -> FakeKey:
         with self.lock:
             sub = self._sub(sub_account_id)
@@ -139,6 +187,8 @@ class Accounts:
             elif name and name in sub.by_name:
                 raise ValueError(f"a key named {name!r} already exists in {sub_account_id!r}")
             key = self.new_key(sub, name, enabled)
+            if created_at is not None:
+                key.created_at = key.updated_at = _iso(created_at)
             if dedicated:
                 sub.webhooks_key = key.api_key
             return sub.snapshot(key)

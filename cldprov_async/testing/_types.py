@@ -10,7 +10,9 @@ from typing import Final, Literal, get_args
 FaultKind = Literal[
     "500", "502", "503", "504", "drop_before", "drop_after", "html", "truncated", "delay"
 ]
-Route = Literal["list", "generate", "update", "delete", "delete_by_name"]
+Route = Literal[
+    "list", "generate", "update", "delete", "delete_by_name", "list_product_environments"
+]
 
 FAULT_KINDS: Final[tuple[FaultKind, ...]] = get_args(FaultKind)
 ROUTES: Final[tuple[Route, ...]] = get_args(Route)
