@@ -5,22 +5,33 @@ names, per operation, its method, path, parameters and result type; ``_call`` do
 JSON body out through the one converter, a typed error for a non-2xx answer, a frozen model
 for a 2xx one.
 
-Imports: the session, converter, config and errors; nothing above the operations.
+Imports: the session, telemetry, converter, config and errors; nothing above the operations.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
+from . import _telemetry as telemetry
 from ._config import RetryConfig
 from ._converter import structure, unstructure
 from ._session import Session
 from .errors import CldProvisioningError, from_response
 
 T = TypeVar("T")
+
+
+class Request(TypedDict, total=False):
+    """What ``Operations._send`` takes besides the method, path and result type."""
+
+    params: Mapping[str, str] | None
+    body: object
+    retries: RetryConfig | None
+    timeout_ms: float | None
+    http_headers: Mapping[str, str] | None
 
 
 def segment(value: str) -> str:
@@ -68,6 +79,21 @@ class Operations:
         path: str,
         result: type[T],
         *,
+        operation: str,
+        sub_account_id: str | None = None,
+        **request: Unpack[Request],
+    ) -> T:
+        """One call of ``operation``, named as called (``access_keys.list``): one span."""
+        with telemetry.operation(operation, sub_account_id):
+            return await self._send(method, path, result, operation=operation, **request)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        result: type[T],
+        *,
+        operation: str,
         params: Mapping[str, str] | None = None,
         body: object = None,
         retries: RetryConfig | None = None,
@@ -84,6 +110,7 @@ class Operations:
                 retries=retries,
                 timeout_ms=timeout_ms,
                 http_headers=http_headers,
+                operation=operation,
             )
         except CldProvisioningError as exc:
             if exc.rate_limit is None:

@@ -14,7 +14,7 @@ The new key is never retired, at least one enabled key always remains, and the n
 (with its secret) is in the result even when a later step fails.
 
 Imports: the access-key operations (it is built on them, never the other way round),
-models, config and errors. ``AccessKeysAPI`` (``_api``) puts these functions on
+telemetry, models, config and errors. ``AccessKeysAPI`` (``_api``) puts these functions on
 ``client.access_keys`` as methods.
 """
 
@@ -30,6 +30,7 @@ from typing import Literal
 
 from attrs import evolve, frozen
 
+from . import _telemetry as telemetry
 from ._access_keys import AccessKeyOperations
 from ._config import RetryConfig
 from .errors import CldProvisioningError, ConflictError, NotFoundError, VerificationError
@@ -43,6 +44,7 @@ OnProgress = Callable[[int, int, "RotationResult"], object]
 RETIRE_MODES = ("disable", "delete", "keep")
 #: Hourly windows reset up to an hour later; a bulk rotation waits for them.
 BULK_MAX_WAIT = 3700.0
+ROTATE = "access_keys.rotate"
 
 
 @frozen
@@ -125,7 +127,20 @@ async def rotate(
     """
     check_id(sub_account_id, "sub_account_id")
     check_rotate_options(name, retire, verify)
-    name = name or run_name()
+    with telemetry.span(ROTATE, sub_account_id) as span:  # its calls are child spans
+        result = await _rotate(api, sub_account_id, name or run_name(), retire, verify, retries)
+        telemetry.failed(span, result.error)
+    return result
+
+
+async def _rotate(
+    api: AccessKeyOperations,
+    sub_account_id: str,
+    name: str,
+    retire: Retire,
+    verify: Verify | None,
+    retries: RetryConfig | None,
+) -> RotationResult:
     new_key: AccessKey | None = None
     retired: list[AccessKey] = []
     try:
@@ -147,7 +162,14 @@ async def rotate(
                 if old.enabled:
                     retired.append(await _retire(api, sub_account_id, old, retire, retries))
     except CldProvisioningError as exc:
-        log.warning("rotation of %s failed: %s", sub_account_id, exc)
+        log.warning(
+            "rotation of %s failed: %s",
+            sub_account_id,
+            exc,
+            extra=telemetry.log_extra(
+                ROTATE, exc.method, exc.path, status=exc.status_code, sub_account_id=sub_account_id
+            ),
+        )
         return RotationResult(sub_account_id, new_key, tuple(retired), exc)
     return RotationResult(sub_account_id, new_key, tuple(retired))
 
@@ -191,7 +213,11 @@ async def rotate_many(
                     api, sub, name=name, retire=retire, verify=verify, retries=retries
                 )
             except Exception as exc:  # a bug or an odd verify: still only this one fails
-                log.exception("rotation of %s failed unexpectedly", sub)
+                log.exception(
+                    "rotation of %s failed unexpectedly",
+                    sub,
+                    extra=telemetry.log_extra(ROTATE, sub_account_id=sub),
+                )
                 result = RotationResult(sub, error=exc)
         done += 1
         if on_progress is not None:

@@ -1,0 +1,194 @@
+"""OpenTelemetry spans and metrics, and the attributes every log record carries.
+
+OpenTelemetry is optional (``pip install "cldprov-async[otel]"``, the API only). Without it
+every hook here is one ``None`` check. With the API but no SDK configured, spans are the
+API's non-recording ones and attributes are not built.
+
+One span of kind CLIENT per call of an operation (``operation()``), named as called
+(``access_keys.generate``), covering every attempt and wait; requests the library makes on
+the caller's behalf inside it (generate's look-up by name) join that span rather than open
+their own. Rotation opens a span of its own (``span()``) whose calls are its children.
+Metrics: ``cldprov.client.requests`` counts attempts by outcome; the histogram
+``cldprov.client.rate_limit.wait`` records each call's seconds at the rate-limit gate.
+
+Nothing here sees a credential: attributes are ids, names, counts and statuses, and an
+error is recorded by its class and its message (library messages carry no secrets).
+
+Imports: nothing of the package; every layer above may call it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any
+
+from ._version import __version__
+
+try:
+    from opentelemetry import context as _context
+    from opentelemetry import metrics as _metrics
+    from opentelemetry import trace as _trace
+except ImportError:  # the [otel] extra is not installed
+    _trace = None  # type: ignore[assignment]
+
+#: Outcomes of one attempt for the ``cldprov.client.requests`` counter.
+OK, REJECTED, RETRIED, FAILED = "ok", "rejected", "retried", "failed"
+
+_NULL = contextlib.nullcontext()
+_WAIT_BUCKETS = (0.0, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
+
+
+def log_extra(
+    operation: str | None = None,
+    method: str | None = None,
+    path: str | None = None,
+    *,
+    status: int | None = None,
+    attempt: int | None = None,
+    wait_s: float | None = None,
+    sub_account_id: str | None = None,
+) -> dict[str, object]:
+    """A log record's ``extra=``: the facts that apply, as ``cldprov_*`` attributes."""
+    facts = {
+        "cldprov_operation": operation,
+        "cldprov_method": method,
+        "cldprov_path": path,
+        "cldprov_status": status,
+        "cldprov_attempt": attempt,
+        "cldprov_wait_s": None if wait_s is None else round(wait_s, 3),
+        "cldprov_sub_account_id": sub_account_id,
+    }
+    return {k: v for k, v in facts.items() if v is not None}
+
+
+class _Instruments:
+    """The tracer and instruments, taken once from the global providers (proxies until set)."""
+
+    def __init__(self) -> None:
+        assert _trace is not None
+        self.tracer = _trace.get_tracer("cldprov_async", __version__)
+        meter = _metrics.get_meter("cldprov_async", __version__)
+        self.requests = meter.create_counter(
+            "cldprov.client.requests",
+            unit="{request}",
+            description="HTTP requests sent, one per attempt, by operation and outcome",
+        )
+        self.wait = meter.create_histogram(
+            "cldprov.client.rate_limit.wait",
+            unit="s",
+            description="Seconds one call waited at the rate-limit gate (0 included)",
+            explicit_bucket_boundaries_advisory=_WAIT_BUCKETS,
+        )
+
+
+_otel: _Instruments | None = _Instruments() if _trace is not None else None
+
+
+class _Scope:
+    """One operation call's span and its running totals over every request it makes."""
+
+    __slots__ = ("attempts", "operation", "span", "status", "tokens", "waited")
+
+    def __init__(self, operation: str, sub_account_id: str | None) -> None:
+        self.operation = operation
+        self.attempts = 0
+        self.waited = 0.0
+        self.status: int | None = None
+        attributes = {} if sub_account_id is None else {"cldprov.sub_account_id": sub_account_id}
+        assert _otel is not None and _trace is not None
+        self.span = _otel.tracer.start_span(
+            operation, kind=_trace.SpanKind.CLIENT, attributes=attributes
+        )
+        self.tokens: tuple[Any, Any] | None = None
+
+    def __enter__(self) -> _Scope:
+        assert _trace is not None
+        self.tokens = (
+            _context.attach(_trace.set_span_in_context(self.span)),
+            _scope.set(self),
+        )
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self.tokens is not None and _otel is not None
+        context_token, scope_token = self.tokens
+        _scope.reset(scope_token)
+        _context.detach(context_token)
+        span = self.span
+        if span.is_recording():
+            span.set_attribute("cldprov.attempts", self.attempts)
+            span.set_attribute("cldprov.rate_limit.wait_seconds", self.waited)
+            if self.status is not None:
+                span.set_attribute("http.response.status_code", self.status)
+            if isinstance(exc, Exception):
+                _fail(span, exc)
+        span.end()
+        _otel.wait.record(self.waited, {"operation": self.operation})
+
+
+_scope: ContextVar[_Scope | None] = ContextVar("cldprov_span", default=None)
+
+
+def _fail(span: Any, exc: BaseException) -> None:
+    assert _trace is not None
+    span.record_exception(exc)
+    span.set_status(_trace.Status(_trace.StatusCode.ERROR, type(exc).__name__))
+    span.set_attribute("error.type", type(exc).__name__)
+
+
+def operation(
+    name: str, sub_account_id: str | None = None
+) -> contextlib.AbstractContextManager[Any]:
+    """The span of one operation call; inside another operation's span, that one is kept."""
+    if _otel is None or _scope.get() is not None:
+        return _NULL
+    return _Scope(name, sub_account_id)
+
+
+def request_done(attempts: int, waited: float, status: int | None) -> None:
+    """One request of the current operation finished (its attempts, gate wait, last status)."""
+    if _otel is None:
+        return
+    scope = _scope.get()
+    if scope is not None:
+        scope.attempts += attempts
+        scope.waited += waited
+        if status is not None:
+            scope.status = status
+
+
+def attempt(operation: str, outcome: str) -> None:
+    """Count one attempt of ``operation``: ``OK``, ``REJECTED``, ``RETRIED`` or ``FAILED``."""
+    if _otel is not None:
+        _otel.requests.add(1, {"operation": operation, "outcome": outcome})
+
+
+@contextlib.contextmanager
+def span(name: str, sub_account_id: str) -> Any:
+    """A span around work made of several calls (a rotation); they become its children."""
+    if _otel is None:
+        yield None
+        return
+    assert _trace is not None
+    attributes = {"cldprov.sub_account_id": sub_account_id}
+    with _otel.tracer.start_as_current_span(
+        name, attributes=attributes, record_exception=False, set_status_on_exception=False
+    ) as current:
+        try:
+            yield current
+        except Exception as exc:
+            _fail(current, exc)
+            raise
+
+
+def failed(current: Any, exc: BaseException | None) -> None:
+    """Mark the span from ``span()`` failed by ``exc`` (work that returns its errors)."""
+    if current is not None and exc is not None and current.is_recording():
+        _fail(current, exc)
