@@ -57,7 +57,7 @@ def log_extra(
         "cldprov_path": path,
         "cldprov_status": status,
         "cldprov_attempt": attempt,
-        "cldprov_wait_s": None if wait_s is None else round(wait_s, 3),
+        "cldprov_wait_s": wait_s,
         "cldprov_sub_account_id": sub_account_id,
     }
     return {k: v for k, v in facts.items() if v is not None}
