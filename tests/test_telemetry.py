@@ -223,8 +223,8 @@ async def test_rejections_are_counted_and_waits_recorded_per_call(
     assert attrs(span)["cldprov.rate_limit.wait_seconds"] >= 0.9
     found = points()
     assert counts(found) == {("access_keys.list", "rejected"): 1, ("access_keys.list", "ok"): 1}
-    ((attrs, hist),) = found["cldprov.client.rate_limit.wait"]
-    assert attrs == {"operation": "access_keys.list"}
+    ((labels, hist),) = found["cldprov.client.rate_limit.wait"]
+    assert labels == {"operation": "access_keys.list"}
     assert hist.count == 1
     assert hist.sum == pytest.approx(attrs(span)["cldprov.rate_limit.wait_seconds"])
 
