@@ -218,7 +218,7 @@ def test_a_user_module_type_checks_strictly_against_the_installed_wheel(
 ) -> None:
     (tmp_path / "user_app.py").write_text(USER_MODULE)
     (tmp_path / "user_mistake.py").write_text(USER_MISTAKE)
-    mypy = [user_venv, "-m", "mypy", "--strict", "--no-incremental"]
+    mypy: list[str | Path] = [user_venv, "-m", "mypy", "--strict", "--no-incremental"]
     out = run(*mypy, "user_app.py", cwd=tmp_path)
     assert "Success: no issues found in 1 source file" in out
     done = subprocess.run(
