@@ -39,14 +39,22 @@ _READER = InMemoryMetricReader(
         Histogram: AggregationTemporality.DELTA,
     }
 )
-_PROVIDER = TracerProvider()
-_PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-trace.set_tracer_provider(_PROVIDER)
-metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def providers() -> Iterator[None]:
+    """Set when this module runs, not when it is collected; the exporter stops keeping spans
+    after it, so later tests (a memory soak) do not fill it."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
+    yield
+    _EXPORTER.shutdown()
 
 
 @pytest.fixture(autouse=True)
-def fresh() -> Iterator[None]:
+def fresh(providers: None) -> Iterator[None]:
     _EXPORTER.clear()
     _READER.collect()
     yield
