@@ -20,7 +20,7 @@ Imports: nothing of the package; every layer above may call it.
 from __future__ import annotations
 
 import contextlib
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
 
@@ -89,26 +89,30 @@ _otel: _Instruments | None = _Instruments() if _trace is not None else None
 class _Scope:
     """One operation call's span and its running totals over every request it makes."""
 
-    __slots__ = ("attempts", "operation", "span", "status", "tokens", "waited")
+    __slots__ = (
+        "attempts",
+        "context_token",
+        "operation",
+        "scope_token",
+        "span",
+        "status",
+        "waited",
+    )
 
-    def __init__(self, operation: str, sub_account_id: str | None) -> None:
+    def __init__(self, operation: str, span: Any) -> None:
         self.operation = operation
+        self.span = span
         self.attempts = 0
         self.waited = 0.0
         self.status: int | None = None
-        attributes = {} if sub_account_id is None else {"cldprov.sub_account_id": sub_account_id}
-        assert _otel is not None and _trace is not None
-        self.span = _otel.tracer.start_span(
-            operation, kind=_trace.SpanKind.CLIENT, attributes=attributes
-        )
-        self.tokens: tuple[Any, Any] | None = None
+        self.context_token: Any = None
+        self.scope_token: Token[_Scope | None] | None = None
 
     def __enter__(self) -> _Scope:
-        assert _trace is not None
-        self.tokens = (
-            _context.attach(_trace.set_span_in_context(self.span)),
-            _scope.set(self),
-        )
+        # Without an SDK the span is the API's invalid one: nothing could nest under it.
+        if self.span.get_span_context().is_valid:
+            self.context_token = _context.attach(_trace.set_span_in_context(self.span))
+        self.scope_token = _scope.set(self)
         return self
 
     def __exit__(
@@ -117,10 +121,10 @@ class _Scope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self.tokens is not None and _otel is not None
-        context_token, scope_token = self.tokens
-        _scope.reset(scope_token)
-        _context.detach(context_token)
+        if self.scope_token is not None:
+            _scope.reset(self.scope_token)
+        if self.context_token is not None:
+            _context.detach(self.context_token)
         span = self.span
         if span.is_recording():
             span.set_attribute("cldprov.attempts", self.attempts)
@@ -130,7 +134,8 @@ class _Scope:
             if isinstance(exc, Exception):
                 _fail(span, exc)
         span.end()
-        _otel.wait.record(self.waited, {"operation": self.operation})
+        if _otel is not None:
+            _otel.wait.record(self.waited, {"operation": self.operation})
 
 
 _scope: ContextVar[_Scope | None] = ContextVar("cldprov_span", default=None)
@@ -149,7 +154,9 @@ def operation(
     """The span of one operation call; inside another operation's span, that one is kept."""
     if _otel is None or _scope.get() is not None:
         return _NULL
-    return _Scope(name, sub_account_id)
+    attributes = {} if sub_account_id is None else {"cldprov.sub_account_id": sub_account_id}
+    span = _otel.tracer.start_span(name, kind=_trace.SpanKind.CLIENT, attributes=attributes)
+    return _Scope(name, span)
 
 
 def request_done(attempts: int, waited: float, status: int | None) -> None:
