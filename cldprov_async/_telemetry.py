@@ -75,12 +75,14 @@ class _Instruments:
             unit="{request}",
             description="HTTP requests sent, one per attempt, by operation and outcome",
         )
-        self.wait = meter.create_histogram(
-            "cldprov.client.rate_limit.wait",
-            unit="s",
-            description="Seconds one call waited at the rate-limit gate (0 included)",
-            explicit_bucket_boundaries_advisory=_WAIT_BUCKETS,
-        )
+        name, unit = "cldprov.client.rate_limit.wait", "s"
+        about = "Seconds one call waited at the rate-limit gate (0 included)"
+        try:
+            self.wait = meter.create_histogram(
+                name, unit, about, explicit_bucket_boundaries_advisory=_WAIT_BUCKETS
+            )
+        except TypeError:  # an opentelemetry-api older than the [otel] extra's 1.30
+            self.wait = meter.create_histogram(name, unit, about)
 
 
 _otel: _Instruments | None = _Instruments() if _trace is not None else None
