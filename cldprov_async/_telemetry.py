@@ -1,8 +1,8 @@
 """OpenTelemetry spans and metrics, and the attributes every log record carries.
 
 OpenTelemetry is optional (``pip install "cldprov-async[otel]"``, the API only). Without it
-every hook here is one ``None`` check. With the API but no SDK configured, spans are the
-API's non-recording ones and attributes are not built.
+every hook here is one ``None`` check; with the API but no SDK configured, a check of the
+API's providers (``_Instruments.configured``) and nothing more.
 
 One span of kind CLIENT per call of an operation (``operation()``), named as called
 (``access_keys.generate``), covering every attempt and wait; requests the library makes on
@@ -30,6 +30,7 @@ try:
     from opentelemetry import context as _context
     from opentelemetry import metrics as _metrics
     from opentelemetry import trace as _trace
+    from opentelemetry.metrics import _internal as _metrics_state
 except ImportError:  # the [otel] extra is not installed
     _trace = None  # type: ignore[assignment]
 
@@ -83,6 +84,18 @@ class _Instruments:
             )
         except TypeError:  # an opentelemetry-api older than the [otel] extra's 1.30
             self.wait = meter.create_histogram(name, unit, about)
+
+    def configured(self) -> bool:
+        """Whether the application has set a tracer or meter provider (an SDK).
+
+        Until one is set every span and instrument is a no-op; the API keeps its providers
+        in module globals, so reading them spares each call the proxies' few microseconds.
+        Should a later API rename them, this answers True: correct, only slower.
+        """
+        return (
+            getattr(_trace, "_TRACER_PROVIDER", self) is not None
+            or getattr(_metrics_state, "_METER_PROVIDER", self) is not None
+        )
 
 
 _otel: _Instruments | None = _Instruments() if _trace is not None else None
@@ -154,7 +167,7 @@ def operation(
     name: str, sub_account_id: str | None = None
 ) -> contextlib.AbstractContextManager[Any]:
     """The span of one operation call; inside another operation's span, that one is kept."""
-    if _otel is None or _scope.get() is not None:
+    if _otel is None or _scope.get() is not None or not _otel.configured():
         return _NULL
     attributes = {} if sub_account_id is None else {"cldprov.sub_account_id": sub_account_id}
     span = _otel.tracer.start_span(name, kind=_trace.SpanKind.CLIENT, attributes=attributes)
@@ -175,7 +188,7 @@ def request_done(attempts: int, waited: float, status: int | None) -> None:
 
 def attempt(operation: str, outcome: str) -> None:
     """Count one attempt of ``operation``: ``OK``, ``REJECTED``, ``RETRIED`` or ``FAILED``."""
-    if _otel is not None:
+    if _otel is not None and _otel.configured():
         _otel.requests.add(1, {"operation": operation, "outcome": outcome})
 
 

@@ -342,3 +342,35 @@ def test_calls_work_without_opentelemetry_or_without_an_sdk(block: str, absent: 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [absent, 1]
     assert done.stderr == ""
+
+
+_CONFIGURED = """
+import json
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from cldprov_async import _telemetry
+
+seen = [_telemetry._otel.configured(), _telemetry.operation("x") is _telemetry._NULL]
+{setup}
+seen += [_telemetry._otel.configured(), _telemetry.operation("x") is _telemetry._NULL]
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize(
+    "setup",
+    ["trace.set_tracer_provider(TracerProvider())", "metrics.set_meter_provider(MeterProvider())"],
+    ids=["tracer provider", "meter provider"],
+)
+def test_spans_start_once_the_application_sets_either_provider(setup: str) -> None:
+    # The cheap check reads the API's module globals: this fails if a new API renames them
+    # (the check would then answer True for ever: correct, but no longer cheap).
+    done = subprocess.run(
+        [sys.executable, "-c", _CONFIGURED.format(setup=setup)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [False, True, True, False]
