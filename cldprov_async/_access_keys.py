@@ -99,14 +99,14 @@ class AccessKeyOperations(Operations):
             access_key_request = {}
         body = coerce_request(AccessKeyRequest, access_key_request, "access_key_request")
         opts = call_options(retries, timeout_ms, http_headers)
+        path = self._keys_path(sub_account_id)
         # One span for the whole call, its resolution by name included.
         with telemetry.operation(_GENERATE, sub_account_id):
-            return await self._generate(sub_account_id, body, opts)
+            return await self._generate(sub_account_id, path, body, opts)
 
     async def _generate(
-        self, sub_account_id: str, body: AccessKeyRequest, opts: dict[str, Any]
+        self, sub_account_id: str, path: str, body: AccessKeyRequest, opts: dict[str, Any]
     ) -> AccessKey:
-        path = self._keys_path(sub_account_id)
         started = time.time()
         try:
             return await self._call("POST", path, AccessKey, operation=_GENERATE, body=body, **opts)
