@@ -6,7 +6,7 @@ on top: when its outcome is unknown (the connection dropped after sending, or a 
 the key has a name, it finds out by retrying and, on 409 or once out of attempts, looking
 the key up by name, so a retry never leaves a duplicate key or a secret the caller never saw.
 
-Imports: the request path, the gate's backoff, models, config and errors.
+Imports: the request path, telemetry, the gate's backoff, models, config and errors.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from . import _telemetry as telemetry
 from ._config import RetryConfig
 from ._gate import backoff
 from ._operation import Operations, call_options, segment
@@ -39,6 +40,7 @@ from .models import (
 #: How much older than our first attempt a key found by name after a 409 may look and
 #: still be ours (clock skew between this machine and the server).
 _CLOCK_SKEW = 300.0
+_GENERATE = "access_keys.generate"
 
 
 def _outcome_unknown(exc: CldProvisioningError) -> bool:
@@ -73,7 +75,15 @@ class AccessKeyOperations(Operations):
         }
         opts = call_options(retries, timeout_ms, http_headers)
         path = self._keys_path(req.sub_account_id)
-        return await self._call("GET", path, AccessKeysResponse, params=params, **opts)
+        return await self._call(
+            "GET",
+            path,
+            AccessKeysResponse,
+            operation="access_keys.list",
+            sub_account_id=req.sub_account_id,
+            params=params,
+            **opts,
+        )
 
     async def generate(
         self,
@@ -90,9 +100,16 @@ class AccessKeyOperations(Operations):
         body = coerce_request(AccessKeyRequest, access_key_request, "access_key_request")
         opts = call_options(retries, timeout_ms, http_headers)
         path = self._keys_path(sub_account_id)
+        # One span for the whole call, its resolution by name included.
+        with telemetry.operation(_GENERATE, sub_account_id):
+            return await self._generate(sub_account_id, path, body, opts)
+
+    async def _generate(
+        self, sub_account_id: str, path: str, body: AccessKeyRequest, opts: dict[str, Any]
+    ) -> AccessKey:
         started = time.time()
         try:
-            return await self._call("POST", path, AccessKey, body=body, **opts)
+            return await self._call("POST", path, AccessKey, operation=_GENERATE, body=body, **opts)
         except (OutcomeUnknownError, APIError) as exc:
             if not _outcome_unknown(exc):
                 raise
@@ -122,7 +139,15 @@ class AccessKeyOperations(Operations):
         )
         opts = call_options(retries, timeout_ms, http_headers)
         path = self._key_path(sub_account_id, key)
-        return await self._call("PUT", path, AccessKey, body=body, **opts)
+        return await self._call(
+            "PUT",
+            path,
+            AccessKey,
+            operation="access_keys.update",
+            sub_account_id=sub_account_id,
+            body=body,
+            **opts,
+        )
 
     async def delete_by_name(
         self,
@@ -137,7 +162,15 @@ class AccessKeyOperations(Operations):
         check_id(name, "name")
         opts = call_options(retries, timeout_ms, http_headers)
         path = self._keys_path(sub_account_id)
-        return await self._call("DELETE", path, SuccessResponse, params={"name": name}, **opts)
+        return await self._call(
+            "DELETE",
+            path,
+            SuccessResponse,
+            operation="access_keys.delete_by_name",
+            sub_account_id=sub_account_id,
+            params={"name": name},
+            **opts,
+        )
 
     async def delete(
         self,
@@ -151,7 +184,14 @@ class AccessKeyOperations(Operations):
         """Delete the key whose api_key is ``key``."""
         opts = call_options(retries, timeout_ms, http_headers)
         path = self._key_path(sub_account_id, key)
-        return await self._call("DELETE", path, SuccessResponse, **opts)
+        return await self._call(
+            "DELETE",
+            path,
+            SuccessResponse,
+            operation="access_keys.delete",
+            sub_account_id=sub_account_id,
+            **opts,
+        )
 
     # -- paths and generate's resolution ---------------------------------------------------
 
@@ -178,7 +218,9 @@ class AccessKeyOperations(Operations):
         for n in range(retry.max_attempts - 1):  # the first attempt was one of them
             await asyncio.sleep(backoff(retry, n, self._session.limiter.rng))
             try:
-                return await self._call("POST", path, AccessKey, body=body, **opts)
+                return await self._call(
+                    "POST", path, AccessKey, operation=_GENERATE, body=body, **opts
+                )
             except ConflictError:
                 found = await self._created_by_us(sub_account_id, body, started, opts)
                 if found is None:
@@ -207,7 +249,9 @@ class AccessKeyOperations(Operations):
         self, sub_account_id: str, body: AccessKeyRequest, started: float, opts: dict[str, Any]
     ) -> AccessKey | None:
         """The key named ``body.name`` if it was created since this generate began."""
-        listing = await self.list({"sub_account_id": sub_account_id}, **opts)
+        # Made on the caller's behalf: it belongs to (and is logged as) their generate.
+        path = self._keys_path(sub_account_id)
+        listing = await self._call("GET", path, AccessKeysResponse, operation=_GENERATE, **opts)
         for key in listing.access_keys:
             if key.name == body.name and key.created_at.timestamp() >= started - _CLOCK_SKEW:
                 return key

@@ -7,7 +7,8 @@ stays flat), and yields each ``RotationResult`` as it completes. ``rotate_many``
 in input order. Per environment it either rotates (``_rotation``), skips (the policy), or,
 in a dry run, plans: only the key listing is sent, and the result says what a run would do.
 
-Imports: rotation (one environment), the access-key operations, models, config, errors.
+Imports: rotation (one environment), the access-key operations, telemetry, models, config,
+errors.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from datetime import UTC, datetime, timedelta
 
 from attrs import evolve, frozen
 
+from . import _telemetry as telemetry
 from ._access_keys import AccessKeyOperations
 from ._config import RetryConfig
 from ._rotation import (
+    ROTATE,
     Retire,
     RotationPlan,
     RotationResult,
@@ -202,6 +205,16 @@ async def _one(
         if sub in seen:
             raise ValueError(f"sub_account_ids repeats {sub!r}")
         seen.add(sub)
+    except Exception as exc:
+        return RotationResult(sub, error=exc)
+    with telemetry.span(ROTATE, sub) as span:  # the rotation's calls are its children
+        result = await _steps(api, sub, opts)
+        telemetry.failed(span, result.error)
+    return result
+
+
+async def _steps(api: AccessKeyOperations, sub: str, opts: _Options) -> RotationResult:
+    try:
         if not opts.dry_run and opts.max_age is None:
             return await rotate_listed(
                 api,
@@ -229,10 +242,21 @@ async def _one(
             retries=opts.retries,
         )
     except CldProvisioningError as exc:
-        log.warning("rotation of %s failed: %s", sub, exc)
+        log.warning(
+            "rotation of %s failed: %s",
+            sub,
+            exc,
+            extra=telemetry.log_extra(
+                ROTATE, exc.method, exc.path, status=exc.status_code, sub_account_id=sub
+            ),
+        )
         return RotationResult(sub, error=exc)
     except Exception as exc:  # a bug or an odd verify: still only this one fails
-        log.exception("rotation of %s failed unexpectedly", sub)
+        log.exception(
+            "rotation of %s failed unexpectedly",
+            sub,
+            extra=telemetry.log_extra(ROTATE, sub_account_id=sub),
+        )
         return RotationResult(sub, error=exc)
 
 

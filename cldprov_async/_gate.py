@@ -10,7 +10,8 @@ Retrying each call on its own would hammer the server with requests it will reje
 * a 420/429 closes the gate for everyone until ``Retry-After``, else the reset, else an
   exponential backoff with full jitter.
 
-Imports: the snapshot, config and errors only; the middleware drives it.
+Imports: the snapshot, telemetry's log attributes, config and errors only; the middleware
+drives it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from attrs import define
 
 from ._config import RetryConfig
 from ._snapshot import RateLimit, parse_rate_limit, retry_after_seconds
+from ._telemetry import log_extra
 from .errors import RateLimitedError
 
 log = logging.getLogger("cldprov_async")
@@ -105,7 +107,7 @@ class RateLimiter:
         """A permit at once if one is free and nobody queues before us (no coroutine needed)."""
         return not self._waiters and self._try_take(now)
 
-    async def acquire(self, deadline: float, method: str, path: str) -> None:
+    async def acquire(self, deadline: float, method: str, path: str, operation: str = "") -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self.try_acquire(now):
@@ -118,6 +120,9 @@ class RateLimiter:
             method,
             path,
             "the first answer" if opens is None else f"{opens - now:.2f}s",
+            extra=log_extra(
+                operation or None, method, path, wait_s=None if opens is None else opens - now
+            ),
         )
         fut: asyncio.Future[None] = loop.create_future()
         self._waiters.append((fut, deadline))
@@ -175,6 +180,7 @@ class RateLimiter:
                 "rate limit reached: %d call(s) paused for %.0fs until the window reopens",
                 len(self._waiters),
                 wait,
+                extra=log_extra(wait_s=wait),
             )
 
     def _on_timer(self) -> None:

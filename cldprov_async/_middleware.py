@@ -8,7 +8,7 @@ never left (the connection could not be opened). A POST whose outcome is unknown
 Per-call settings (retry budget, attempt timeout, size cap) travel in a context variable
 set by the session wrapper, so the middleware can sit on the ``ClientSession`` itself.
 
-Imports: the gate, config and errors; the session wrapper installs it.
+Imports: the gate, telemetry, config and errors; the session wrapper installs it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from attrs import define, field
 
+from . import _telemetry as telemetry
 from ._config import RetryConfig
 from ._gate import RATE_LIMITED, RateLimiter, backoff
 from .errors import (
@@ -52,6 +53,12 @@ class CallContext:
     #: The decoded JSON of a 2xx answer (decoded here, so a garbled one can be retried).
     data: Any = field(default=None, repr=False)
     attempts: int = 0
+    #: The operation as called (``access_keys.generate``), for logs and metrics.
+    operation: str = ""
+    #: Seconds this call waited at the rate-limit gate (the gate's stats are client-wide).
+    waited: float = 0.0
+    #: The status of the last answer, None until one came.
+    status: int | None = None
 
 
 current_call: ContextVar[CallContext | None] = ContextVar("cldprov_call", default=None)
@@ -127,7 +134,11 @@ class RateLimitMiddleware:
         while True:
             call.attempts += 1
             if not limiter.try_acquire(loop.time()):
-                await limiter.acquire(call.deadline, method, path)
+                queued = loop.time()
+                try:
+                    await limiter.acquire(call.deadline, method, path, call.operation)
+                finally:
+                    call.waited += loop.time() - queued
             limiter.stats.sent += 1
             answered = False
             resp: ClientResponse | None = None
@@ -136,12 +147,13 @@ class RateLimitMiddleware:
                 # does not, and past its limit it starves the earliest callers.
                 async with self._slots, asyncio.timeout(call.timeout):
                     resp = await handler(req)
-                    status = resp.status
+                    status = call.status = resp.status
                     limiter.on_answer(resp.headers, status)
                     answered = True
                     wait = self._retry_wait(resp, method, call, n_backoff)
                     if wait is None:
                         await read_answer(resp, call, method, path)
+                        telemetry.attempt(call.operation, _final_outcome(status))
                         return resp
             except (aiohttp.ClientError, TimeoutError, GarbledBodyError) as exc:
                 if resp is not None:
@@ -150,22 +162,28 @@ class RateLimitMiddleware:
                     limiter.on_answer(None)
                 failure = self._classify(exc, method, path, call)
                 if failure is not None:
+                    telemetry.attempt(call.operation, telemetry.FAILED)
                     raise failure from exc
                 wait = backoff(retry, n_backoff, limiter.rng)
                 if loop.time() + wait > call.deadline:
+                    telemetry.attempt(call.operation, telemetry.FAILED)
                     raise self.final_error(exc, method, path) from exc
                 why, gated = type(exc).__name__, False
-            except BaseException:
+                telemetry.attempt(call.operation, telemetry.RETRIED)
+            except BaseException as exc:
                 if resp is not None:
                     resp.close()
                 if not answered:
                     limiter.on_answer(None)
+                if isinstance(exc, Exception):  # a body over the cap, say; not a cancellation
+                    telemetry.attempt(call.operation, telemetry.FAILED)
                 raise
             else:
                 resp.release()  # discarded: hand its connection back before waiting
                 why, gated = str(status), status in RATE_LIMITED
+                telemetry.attempt(call.operation, _retried_outcome(status))
             n_backoff += 1
-            self._log(method, path, why, wait, call)
+            self._log(method, path, why, wait, call, status if answered else None)
             if not gated:  # after a 420/429 the shared gate does the waiting, in acquire()
                 limiter.stats.waited_seconds += wait
                 await asyncio.sleep(wait)
@@ -217,7 +235,9 @@ class RateLimitMiddleware:
             return RequestTimeoutError("no answer within the timeout", method=method, path=path)
         return TransportError(f"connection failed: {type(exc).__name__}", method=method, path=path)
 
-    def _log(self, method: str, path: str, why: str, wait: float, call: CallContext) -> None:
+    def _log(
+        self, method: str, path: str, why: str, wait: float, call: CallContext, status: int | None
+    ) -> None:
         self.limiter.stats.retried += 1
         log.info(
             "retrying %s %s after %s: waiting %.2fs (attempt %d of %d)",
@@ -227,4 +247,18 @@ class RateLimitMiddleware:
             wait,
             call.attempts + 1,
             call.retry.max_attempts,
+            extra=telemetry.log_extra(
+                call.operation, method, path, status=status, attempt=call.attempts + 1, wait_s=wait
+            ),
         )
+
+
+def _final_outcome(status: int) -> str:
+    """The counter's outcome for an answer handed back to the caller."""
+    if status in RATE_LIMITED:
+        return telemetry.REJECTED
+    return telemetry.OK if 200 <= status < 300 else telemetry.FAILED
+
+
+def _retried_outcome(status: int) -> str:
+    return telemetry.REJECTED if status in RATE_LIMITED else telemetry.RETRIED

@@ -5,7 +5,7 @@ names, per operation, its method, path, parameters and result type; ``_call`` do
 JSON body out through the one converter, a typed error for a non-2xx answer, a frozen model
 for a 2xx one.
 
-Imports: the session, converter, config and errors; nothing above the operations.
+Imports: the session, telemetry, converter, config and errors; nothing above the operations.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from . import _telemetry as telemetry
 from ._config import RetryConfig
 from ._converter import structure, unstructure
 from ._session import Session
@@ -68,6 +69,8 @@ class Operations:
         path: str,
         result: type[T],
         *,
+        operation: str,
+        sub_account_id: str | None = None,
         params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         body: object = None,
         retries: RetryConfig | None = None,
@@ -75,29 +78,34 @@ class Operations:
         http_headers: Mapping[str, str] | None = None,
         max_bytes: int | None = None,
     ) -> T:
-        data = None if body is None else json.dumps(unstructure(body)).encode()
-        try:
-            reply = await self._session.request(
-                method,
-                path,
-                params=params,
-                body=data,
-                retries=retries,
-                timeout_ms=timeout_ms,
-                http_headers=http_headers,
-                max_bytes=max_bytes,
+        """One call of ``operation``, named as called (``access_keys.list``): one span."""
+        with telemetry.operation(operation, sub_account_id):
+            data = None if body is None else json.dumps(unstructure(body)).encode()
+            try:
+                reply = await self._session.request(
+                    method,
+                    path,
+                    params=params,
+                    body=data,
+                    retries=retries,
+                    timeout_ms=timeout_ms,
+                    http_headers=http_headers,
+                    max_bytes=max_bytes,
+                    operation=operation,
+                )
+            except CldProvisioningError as exc:
+                if exc.rate_limit is None:
+                    exc.rate_limit = self._session.limiter.snapshot
+                raise
+            if not 200 <= reply.status < 300:
+                raise from_response(
+                    reply.status,
+                    reply.headers,
+                    reply.body,
+                    method=method,
+                    path=reply.path,
+                    rate_limit=self._session.limiter.snapshot,
+                )
+            return structure(
+                reply.data, result, status=reply.status, method=method, path=reply.path
             )
-        except CldProvisioningError as exc:
-            if exc.rate_limit is None:
-                exc.rate_limit = self._session.limiter.snapshot
-            raise
-        if not 200 <= reply.status < 300:
-            raise from_response(
-                reply.status,
-                reply.headers,
-                reply.body,
-                method=method,
-                path=reply.path,
-                rate_limit=self._session.limiter.snapshot,
-            )
-        return structure(reply.data, result, status=reply.status, method=method, path=reply.path)

@@ -96,6 +96,7 @@ class ProductEnvironmentOperations(Operations):
             "GET",
             path,
             ProductEnvironmentsResponse,
+            operation="product_environments.list",
             params=query,
             max_bytes=self.max_listing_bytes,
             **opts,

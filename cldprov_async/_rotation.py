@@ -14,7 +14,7 @@ The new key is never retired, at least one enabled key always remains, and the n
 (with its secret) is in the result even when a later step fails.
 
 Imports: the access-key operations (it is built on them, never the other way round),
-models, config and errors. ``_bulk`` runs it over many environments; ``AccessKeysAPI``
+telemetry, models, config and errors. ``_bulk`` runs it over many environments; ``AccessKeysAPI``
 (``_api``) puts these functions on ``client.access_keys`` as methods.
 """
 
@@ -28,6 +28,7 @@ from typing import Literal
 
 from attrs import evolve, frozen
 
+from . import _telemetry as telemetry
 from ._access_keys import AccessKeyOperations
 from ._config import RetryConfig
 from .errors import CldProvisioningError, ConflictError, NotFoundError, VerificationError
@@ -38,6 +39,8 @@ log = logging.getLogger("cldprov_async")
 Retire = Literal["disable", "delete", "keep"]
 Verify = Callable[[AccessKey], Awaitable[object]]
 RETIRE_MODES = ("disable", "delete", "keep")
+#: The span of one environment's rotation; its calls are its children.
+ROTATE = "access_keys.rotate"
 
 
 @frozen
@@ -149,15 +152,18 @@ async def rotate(
     """
     check_id(sub_account_id, "sub_account_id")
     check_rotate_options(name, retire, verify)
-    return await rotate_listed(
-        api,
-        sub_account_id,
-        None,
-        name=name or run_name(),
-        retire=retire,
-        verify=verify,
-        retries=retries,
-    )
+    with telemetry.span(ROTATE, sub_account_id) as span:  # its calls are child spans
+        result = await rotate_listed(
+            api,
+            sub_account_id,
+            None,
+            name=name or run_name(),
+            retire=retire,
+            verify=verify,
+            retries=retries,
+        )
+        telemetry.failed(span, result.error)
+    return result
 
 
 async def rotate_listed(
@@ -194,7 +200,14 @@ async def rotate_listed(
                 if old.enabled:
                     retired.append(await _retire(api, sub_account_id, old, retire, retries))
     except CldProvisioningError as exc:
-        log.warning("rotation of %s failed: %s", sub_account_id, exc)
+        log.warning(
+            "rotation of %s failed: %s",
+            sub_account_id,
+            exc,
+            extra=telemetry.log_extra(
+                ROTATE, exc.method, exc.path, status=exc.status_code, sub_account_id=sub_account_id
+            ),
+        )
         return RotationResult(sub_account_id, new_key, tuple(retired), exc)
     return RotationResult(sub_account_id, new_key, tuple(retired))
 

@@ -5,7 +5,7 @@ an ``Authorization`` header built once, never follows redirects, and hands each 
 budget to the rate-limit middleware through a context variable. What comes back is a
 ``Reply`` with the body already read, so nothing downstream can leak a connection.
 
-Imports: the middleware, the gate, config and version; the operations sit above it.
+Imports: the middleware, the gate, telemetry, config and version; the operations sit above it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from attrs import field, frozen
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from . import _telemetry as telemetry
 from ._config import RetryConfig, Security
 from ._gate import RateLimiter
 from ._middleware import (
@@ -116,6 +117,7 @@ class Session:
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
         max_bytes: int | None = None,
+        operation: str = "",
     ) -> Reply:
         """One exchange; ``max_bytes`` overrides the client's response cap for this call."""
         session = self._session()
@@ -127,6 +129,7 @@ class Session:
             timeout=timeout,
             max_bytes=self.max_response_bytes if max_bytes is None else max_bytes,
             deadline=loop.time() + retry.max_wait,
+            operation=operation,
         )
         headers: Mapping[str, str] = self._headers if body is None else self._json_headers
         if http_headers:
@@ -151,11 +154,13 @@ class Session:
                     # Our middleware did not run (a test double such as aioresponses
                     # replaced the transport): read the answer here, without retries.
                     await read_answer(resp, call, method, url.raw_path)
+                    call.attempts, call.status = 1, resp.status
                 return Reply(method, url.raw_path, resp.status, resp.headers, call.body, call.data)
         except (aiohttp.ClientError, TimeoutError, GarbledBodyError) as exc:
             raise RateLimitMiddleware.final_error(exc, method, url.raw_path) from exc
         finally:
             current_call.reset(token)
+            telemetry.request_done(call.attempts, call.waited, call.status)
             # Timer handles keep a snapshot of the context (and so of `call`) until the loop
             # drops them; let the answer go now rather than dozens of calls later.
             call.body, call.data = b"", None

@@ -1,4 +1,7 @@
-"""Shared fixtures: an aioresponses shim and a scriptable recording HTTP server on 127.0.0.1."""
+"""Shared fixtures: a scriptable recording HTTP server on 127.0.0.1.
+
+(aioresponses comes from the installed plugin's ``cldprov_aioresponses`` fixture.)
+"""
 
 from __future__ import annotations
 
@@ -6,39 +9,13 @@ import asyncio
 import enum
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse, web
-from aioresponses import aioresponses
-from aioresponses import core as aioresponses_core
+from aiohttp import web
 from multidict import CIMultiDictProxy, MultiMapping
-
-
-# --- aioresponses on aiohttp 3.14 ---------------------------------------------------------------
-# aioresponses 0.7.9 builds ClientResponse without the keyword-only `stream_writer` that aiohttp
-# 3.14 requires (TypeError: ... missing 1 required keyword-only argument: 'stream_writer').
-# Upstream issue: pnuckowski/aioresponses#289 (fix PRs #288/#292 unmerged). aiohttp only reads
-# `stream_writer.output_size`, so we hand it an object with just that.
-# Drop this shim when upstream releases a fix.
-class _OutputSizeOnly:
-    output_size = 0
-
-
-class _ShimClientResponse(ClientResponse):
-    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _OutputSizeOnly())
-        super().__init__(method, url, **kwargs)
-
-
-@pytest.fixture
-def mock_aiohttp(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
-    """``aioresponses()`` that works on aiohttp 3.14. Client middlewares do NOT run under it."""
-    monkeypatch.setattr(aioresponses_core, "ClientResponse", _ShimClientResponse)
-    with aioresponses() as mocked:
-        yield mocked
 
 
 # --- the recording server -----------------------------------------------------------------------

@@ -34,6 +34,7 @@ LAYERS: list[set[str]] = [
     {"cldprov_async._session"},
     {"cldprov_async._middleware"},
     {"cldprov_async._gate"},
+    {"cldprov_async._telemetry"},
     {"cldprov_async._converter"},
     {"cldprov_async.models", "cldprov_async._budget"},
     {"cldprov_async.errors", "cldprov_async._config"},

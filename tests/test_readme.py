@@ -26,11 +26,20 @@ EXPECTED = {
         "env-0 rotated",
         "second run: ['skipped', 'skipped']",
     ],
+    5: [
+        "keys: ['api', 'cron', 'worker']",
+        "clients created: 1, requests it sent: 4",
+        "after shutdown: this CldProvisioning client is closed",
+    ],
 }
+#: The pytest files: one with the fake server, one with aioresponses.
+TESTS = [b for b in BLOCKS if "def test_" in b]
 
 
 def test_every_python_block_is_checked() -> None:
-    assert len(BLOCKS) == len(EXPECTED) + 1  # and one pytest file
+    assert len(TESTS) == 2
+    assert len(BLOCKS) == len(EXPECTED) + len(TESTS)
+    assert not any("def test_" in BLOCKS[i] for i in EXPECTED)
 
 
 @pytest.mark.parametrize("index", sorted(EXPECTED))
@@ -45,9 +54,9 @@ def test_example_runs(index: int, tmp_path: Path) -> None:
         assert fragment in done.stdout, done.stdout
 
 
-def test_pytest_example_passes_with_the_installed_plugin(tmp_path: Path) -> None:
-    (tests,) = [b for b in BLOCKS if "def test_" in b]
-    (tmp_path / "test_example.py").write_text(tests)
+@pytest.mark.parametrize("index", range(len(TESTS)), ids=["fake server", "aioresponses"])
+def test_pytest_example_passes_with_the_installed_plugin(tmp_path: Path, index: int) -> None:
+    (tmp_path / "test_example.py").write_text(TESTS[index])
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto"],
         capture_output=True,

@@ -469,10 +469,10 @@ async def test_timestamps_are_aware(
 BASE = "https://api.cloudinary.com"
 
 
-async def test_request_as_built_under_aioresponses(mock_aiohttp: aioresponses) -> None:
+async def test_request_as_built_under_aioresponses(cldprov_aioresponses: aioresponses) -> None:
     url = f"{BASE}{KEYS_PATH}"
-    mock_aiohttp.post(url, payload=MAIN_KEY)
-    mock_aiohttp.put(f"{BASE}{ONE_KEY_PATH}", payload=MAIN_KEY)
+    cldprov_aioresponses.post(url, payload=MAIN_KEY)
+    cldprov_aioresponses.put(f"{BASE}{ONE_KEY_PATH}", payload=MAIN_KEY)
     async with CldProvisioning(ACCOUNT, Security(KEY, SECRET)) as client:
         for coro in (
             client.access_keys.generate(SUB, {"name": "k"}),
@@ -481,8 +481,8 @@ async def test_request_as_built_under_aioresponses(mock_aiohttp: aioresponses) -
             # only the request matters here; see test_aioresponses_body_reaches_the_parser
             with contextlib.suppress(cldprov_async.APIError):
                 await coro
-    [post] = mock_aiohttp.requests[("POST", URL(url))]
-    [put] = mock_aiohttp.requests[("PUT", URL(f"{BASE}{ONE_KEY_PATH}"))]
+    [post] = cldprov_aioresponses.requests[("POST", URL(url))]
+    [put] = cldprov_aioresponses.requests[("PUT", URL(f"{BASE}{ONE_KEY_PATH}"))]
     assert post.kwargs["data"] == b'{"name": "k"}'
     assert put.kwargs["data"] == b'{"dedicated_for": "webhooks"}'
     for call in (post, put):
@@ -495,10 +495,10 @@ async def test_request_as_built_under_aioresponses(mock_aiohttp: aioresponses) -
 
 @pytest.mark.parametrize("status", [200, 404])
 async def test_aioresponses_body_reaches_the_parser(
-    mock_aiohttp: aioresponses, status: int
+    cldprov_aioresponses: aioresponses, status: int
 ) -> None:
     body = ACCESS_KEYS if status == 200 else {"error": {"message": "not found"}}
-    mock_aiohttp.get(f"{BASE}{KEYS_PATH}", status=status, payload=body)
+    cldprov_aioresponses.get(f"{BASE}{KEYS_PATH}", status=status, payload=body)
     async with CldProvisioning(ACCOUNT, Security(KEY, SECRET)) as client:
         if status == 200:
             res = await client.access_keys.list({"sub_account_id": SUB})

@@ -52,7 +52,9 @@ imports the client's modules at import time (only ``_server``, under TYPE_CHECKI
 - ``_routes``: routing, request parsing and what each route does to the state;
 - ``_app``: the aiohttp handler: auth, rate limit, faults, route, journal, response bodies;
 - ``_server``: ``FakeProvisioningServer``, wiring the above, and its lifecycle;
-- ``_cli`` (and ``__main__``): ``python -m cldprov_async.testing``.
+- ``_cli`` (and ``__main__``): ``python -m cldprov_async.testing``;
+- ``_aioresponses``: apart from the server, the aiohttp 3.14 patch for aioresponses behind the
+  plugin's ``cldprov_aioresponses`` fixture (imported by the fixture only).
 """
 
 from ._cli import main
