@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 from ._config import RetryConfig
@@ -21,6 +21,8 @@ from ._session import Session
 from .errors import CldProvisioningError, from_response
 
 T = TypeVar("T")
+#: Bulk calls leave the gate's reserve (``bulk_reserve``) of each window to normal ones.
+Priority = Literal["normal", "bulk"]
 
 
 def segment(value: str) -> str:
@@ -30,8 +32,13 @@ def segment(value: str) -> str:
 
 
 def call_options(
-    retries: RetryConfig | None, timeout_ms: float | None, http_headers: Mapping[str, str] | None
+    retries: RetryConfig | None,
+    timeout_ms: float | None,
+    http_headers: Mapping[str, str] | None,
+    priority: Priority = "normal",
 ) -> dict[str, Any]:
+    if priority not in ("normal", "bulk"):
+        raise ValueError(f"priority must be 'normal' or 'bulk', not {priority!r}")
     if retries is not None and not isinstance(retries, RetryConfig):
         raise TypeError(f"retries must be a RetryConfig, not {type(retries).__name__}")
     if timeout_ms is not None:
@@ -47,7 +54,12 @@ def call_options(
                 raise TypeError("http_headers must map str to str")
             if not k or any(c in k + v for c in "\r\n\x00"):
                 raise ValueError(f"http_headers has an invalid header {k!r}")
-    return {"retries": retries, "timeout_ms": timeout_ms, "http_headers": http_headers}
+    return {
+        "retries": retries,
+        "timeout_ms": timeout_ms,
+        "http_headers": http_headers,
+        "priority": priority,
+    }
 
 
 class Operations:
@@ -73,6 +85,7 @@ class Operations:
         retries: RetryConfig | None = None,
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
+        priority: Priority = "normal",
     ) -> T:
         data = None if body is None else json.dumps(unstructure(body)).encode()
         try:
@@ -84,6 +97,7 @@ class Operations:
                 retries=retries,
                 timeout_ms=timeout_ms,
                 http_headers=http_headers,
+                bulk=priority == "bulk",
             )
         except CldProvisioningError as exc:
             if exc.rate_limit is None:

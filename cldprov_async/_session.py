@@ -23,7 +23,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ._config import RetryConfig, Security
-from ._gate import RateLimiter
+from ._gate import Gate, RateLimiter
 from ._middleware import (
     CallContext,
     GarbledBodyError,
@@ -65,13 +65,14 @@ class Session:
         max_response_bytes: int,
         max_connections: int,
         session: aiohttp.ClientSession | None,
+        limiter: Gate | None = None,
     ) -> None:
         self.base_url = base_url
         self._base_path = base_url.raw_path.rstrip("/")  # a custom host may serve under a prefix
         self.timeout = timeout
         self.retry = retry
         self.max_response_bytes = max_response_bytes
-        self.limiter = RateLimiter()
+        self.limiter: Gate = limiter or RateLimiter()
         self._middleware = RateLimitMiddleware(self.limiter, max_connections)
         self._borrowed = session
         self._owned: aiohttp.ClientSession | None = None
@@ -115,6 +116,7 @@ class Session:
         retries: RetryConfig | None = None,
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
+        bulk: bool = False,
     ) -> Reply:
         session = self._session()
         retry = retries or self.retry
@@ -125,6 +127,7 @@ class Session:
             timeout=timeout,
             max_bytes=self.max_response_bytes,
             deadline=loop.time() + retry.max_wait,
+            bulk=bulk,
         )
         headers: Mapping[str, str] = self._headers if body is None else self._json_headers
         if http_headers:
@@ -161,9 +164,12 @@ class Session:
     async def close(self) -> None:
         """Close the owned session (a borrowed one stays open: it is the caller's)."""
         self._closed = True
-        if self._owned is not None:
-            owned, self._owned = self._owned, None
-            await owned.close()
+        try:
+            await self.limiter.aclose()
+        finally:
+            if self._owned is not None:
+                owned, self._owned = self._owned, None
+                await owned.close()
 
     def abandon(self) -> None:
         """The client is being collected unclosed: say so once, clearly, and drop the sockets.
