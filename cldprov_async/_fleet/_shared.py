@@ -262,6 +262,13 @@ class SharedGate:
             self._pump = asyncio.get_running_loop().create_task(self._run_pump())
 
     async def _run_pump(self) -> None:
+        try:
+            await self._pump_once()
+        except Exception as exc:  # a bug of ours must not strand the waiters: fall back
+            log.exception("the shared rate-limit gate failed")
+            self._fall_back(exc)
+
+    async def _pump_once(self) -> None:
         loop = asyncio.get_running_loop()
         assert self._wakeup is not None
         while self._shared:
@@ -297,7 +304,8 @@ class SharedGate:
                 else:
                     fut.set_result(lease)
             left = normal[g_n:] + bulk[g_b:]
-            self._waiters = deque(left)
+            # Callers that queued during the round trip are in self._waiters too: keep them.
+            self._waiters = deque(w for w in self._waiters if not w[0].done())
             if not left:
                 continue
             now_wall, now = time.time(), loop.time()
