@@ -48,7 +48,11 @@ async def main(opts: dict[str, Any]) -> dict[str, Any]:
 
             async def gen(i: int) -> None:
                 async with slots:
-                    await one(keys.generate(sub, {"name": f"{tag}-{i}"}, priority=opts.get("priority", "normal")))
+                    await one(
+                        keys.generate(
+                            sub, {"name": f"{tag}-{i}"}, priority=opts.get("priority", "normal")
+                        )
+                    )
 
             await asyncio.gather(*(gen(i) for i in range(opts["n"])))
         elif opts["mode"] == "paced":

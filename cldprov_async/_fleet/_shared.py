@@ -159,6 +159,9 @@ class SharedGate:
                 self._record("g", lease)  # granted just as its caller left: give it back
         else:
             fut.cancel()
+        self._waiters = deque(w for w in self._waiters if not w[0].done())
+        if self._wakeup is not None:
+            self._wakeup.set()  # the pump may have nobody left to wait for
 
     # -- what the server said --------------------------------------------------------------
 
