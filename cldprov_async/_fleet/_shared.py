@@ -281,6 +281,7 @@ class SharedGate:
             if not self._waiters:
                 if self._records:
                     await self._call(0, 0, 0)
+                    continue  # callers may have queued meanwhile, counting on this pump
                 return
             now = loop.time()
             if now < self._blocked_until:
