@@ -354,3 +354,67 @@ def test_a_redis_url_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch)
             Security(provisioning_api_key="k", provisioning_api_secret="s"),
             rate_limit_url="redis://127.0.0.1:6379/0",
         )
+
+
+def test_cli_rotate_takes_the_shared_budget(
+    redis_server: RedisServer, fake: FakeProvisioningServer
+) -> None:
+    env = {
+        **os.environ,
+        "CLOUDINARY_ACCOUNT_URL": f"account://{fake.api_key}:{SECRET}@{fake.account_id}",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cldprov_async",
+            "--server-url",
+            fake.url,
+            "--rate-limit-url",
+            redis_server.url,
+            "rotate",
+            "sub-1",
+            "sub-2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert any(k.endswith(":state") for k in redis_server.sync().keys("cldprov:*"))
+    assert fake.stats.received >= 6  # list, generate, retire, per environment
+
+
+def test_in_process_reserve_leaves_the_window_to_normal_calls() -> None:
+    async def run() -> tuple[int, int, int]:
+        policy = RateLimitPolicy(limit=20, window=3600.0)
+        async with FakeProvisioningServer(rate_limit=policy) as fake:
+            quick = RetryConfig(max_attempts=2, max_wait=2.0)
+            async with fake.client(bulk_reserve=0.25, retry_config=quick) as client:
+                keys = client.access_keys
+                bulk = await asyncio.gather(
+                    *(
+                        keys.generate("sub-1", {"name": f"b{i}"}, priority="bulk")
+                        for i in range(30)
+                    ),
+                    return_exceptions=True,
+                )
+                normal = await asyncio.gather(
+                    *(keys.generate("sub-1", {"name": f"n{i}"}) for i in range(5)),
+                    return_exceptions=True,
+                )
+            ok = sum(not isinstance(x, BaseException) for x in bulk)
+            return ok, sum(not isinstance(x, BaseException) for x in normal), fake.stats.received
+
+    bulk_ok, normal_ok, received = asyncio.run(run())
+    assert bulk_ok == 15  # 20 less the reserve, ceil(20 * 0.25) = 5
+    assert normal_ok == 5
+    assert received == 20
+
+
+async def test_priority_must_be_normal_or_bulk() -> None:
+    async with FakeProvisioningServer() as fake, fake.client() as client:
+        with pytest.raises(ValueError, match="priority"):
+            await client.access_keys.list({"sub_account_id": "sub-1"}, priority="urgent")  # type: ignore[arg-type]
+        assert fake.stats.received == 0

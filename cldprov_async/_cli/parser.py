@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="per request attempt (default: 30)",
     )
+    parser.add_argument(
+        "--rate-limit-url",
+        metavar="URL",
+        help="redis://, rediss:// or unix:// URL of a rate-limit budget shared with other"
+        " processes (default: $CLDPROV_RATE_LIMIT_URL; needs cldprov-async[redis])",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
     parser.add_argument(
         "--show-secrets", action="store_true", help="print existing keys' secrets unmasked"
