@@ -75,7 +75,7 @@ class RedisServer:
             self.proc.wait(10)
         self.proc = None
 
-    def sync(self) -> redis.Redis:
+    def sync(self) -> Any:  # redis-py types decoded and raw replies alike
         return redis.Redis(port=self.port, decode_responses=True)
 
 
