@@ -1,7 +1,7 @@
 """The shared rate-limit gate: real redis-server, real processes, the fake server's journal.
 
 A fixture starts ``redis-server`` on a free loopback port (persistence off) and stops it
-after. Fleet tests run ``tests/fleet_worker.py`` in separate processes against a fake
+after. Fleet tests run ``benchmarks/fleet_worker.py`` in separate processes against a fake
 server served from a thread of this one, and assert on what the server received.
 """
 
@@ -25,7 +25,7 @@ import redis
 from cldprov_async import CldProvisioning, RateLimitedError, RetryConfig
 from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
 
-WORKER = str(Path(__file__).with_name("fleet_worker.py"))
+WORKER = str(Path(__file__).parent.parent / "benchmarks" / "fleet_worker.py")
 SECRET = "fleet-secret-zz9"
 
 
@@ -155,7 +155,7 @@ def test_sigkill_of_one_process_bounds_the_loss(
     procs = [spawn(fake, tag=f"p{i}", rate_limit_url=redis_server.url, **opts) for i in range(4)]
     time.sleep(2.5)  # start-up, then about a window of work
     procs[0].send_signal(signal.SIGKILL)
-    procs[0].wait(10)
+    procs[0].communicate(timeout=10)  # reaps it and closes its pipe
     outs = [result(p) for p in procs[1:]]
     assert [o["ok"] for o in outs] == [100] * 3, outs
     names = [k.name or "" for k in fake.keys("sub-1")]

@@ -1,4 +1,6 @@
-"""One process of a test fleet: ``python tests/fleet_worker.py '<json>'`` prints one JSON line.
+"""One process of a fleet, for tests and benchmarks: prints one JSON line.
+
+    python benchmarks/fleet_worker.py '<json options>'
 
 Modes: ``generate`` (n named generates, ``concurrency`` at a time), ``paced`` (a normal
 generate every ``every`` seconds for ``seconds``), ``rotate`` (``rotate_many`` over ``subs``).
@@ -28,6 +30,7 @@ async def main(opts: dict[str, Any]) -> dict[str, Any]:
     failed: list[str] = []
     durations: list[float] = []
     ok = 0
+    start_epoch = time.time()
     started = time.monotonic()
 
     async def one(coro: Any) -> None:
@@ -71,7 +74,9 @@ async def main(opts: dict[str, Any]) -> dict[str, Any]:
     return {
         "ok": ok,
         "failed": failed,
+        "start_epoch": start_epoch,
         "wall": time.monotonic() - started,
+        "durations": sorted(durations),
         "max_call": max(durations, default=0.0),
         "sent": stats.sent,
         "rejected": stats.rejected,
