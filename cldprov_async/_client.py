@@ -1,7 +1,7 @@
 """``CldProvisioning``: configuration in, ``client.access_keys`` out, one session underneath.
 
-Imports: the operations classes (``_api``), the session, the gate's stats, the snapshot and
-config; the CLI and users import it.
+Imports: the operations classes (``_api``), the session, the gates (in-process, and the
+shared one of ``_fleet``), the snapshot and config; the CLI and users import it.
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ class RateLimiter:
             return
         opens = self._opens_at(now, bulk)
         if opens is not None and opens > deadline:
-            raise self._too_far(opens - now)
+            raise self.too_far(opens - now)
         log.debug(
             "%s %s waits for the rate-limit gate (%s)",
             method,
@@ -197,7 +197,7 @@ class RateLimiter:
                 await fut
         except TimeoutError:
             self._abandon(fut)
-            raise self._too_far(0.0) from None
+            raise self.too_far(0.0) from None
         except BaseException:
             self._abandon(fut)
             raise
@@ -213,9 +213,12 @@ class RateLimiter:
         else:
             fut.cancel()
 
-    def _too_far(self, wait: float) -> RateLimitedError:
+    def too_far(self, wait: float, seen: RateLimit | None = None) -> RateLimitedError:
+        """The error for a call whose budget ends before the gate reopens (``seen``: the
+        snapshot to quote, the gate's own by default)."""
+        seen = seen or self.snapshot
         reset_at = datetime.fromtimestamp(time.time() + wait, UTC)
-        said = self.snapshot.reset_at if self.snapshot is not None else None
+        said = seen.reset_at if seen is not None else None
         if said is not None and abs((said - reset_at).total_seconds()) < 1.0:
             reset_at = said  # the server's own words, not our arithmetic
         return RateLimitedError(
@@ -223,7 +226,7 @@ class RateLimiter:
             if wait
             else "rate limited: the retry budget ran out while waiting for the window",
             reset_at=reset_at,
-            rate_limit=self.snapshot,
+            rate_limit=seen,
         )
 
     def _give_back(self) -> None:
@@ -288,7 +291,7 @@ class RateLimiter:
         waiters.clear()
         for fut, deadline in keep:
             if deadline < opens:
-                fut.set_exception(self._too_far(opens - now))
+                fut.set_exception(self.too_far(opens - now))
             else:
                 waiters.append((fut, deadline))
 

@@ -141,7 +141,7 @@ class SharedGate:
                     lease = await fut
             except TimeoutError:
                 self._abandon(fut)
-                raise self.local._too_far(0.0) from None
+                raise self.local.too_far(0.0, self.snapshot) from None
             except BaseException:
                 self._abandon(fut)
                 raise
@@ -316,7 +316,7 @@ class SharedGate:
             opens = [(opens_n if w[2] is False else opens_b) for w in left]
             for (fut, deadline, _b), at in zip(left, opens, strict=True):
                 if at > 0 and now + (at - now_wall) > deadline and not fut.done():
-                    fut.set_exception(self.local._too_far(at - now_wall))
+                    fut.set_exception(self.local.too_far(at - now_wall, self.snapshot))
             known = [at for at in opens if at > 0]
             if known and len(known) == len(opens):
                 await self._sleep(min(known) - now_wall + self.rng.uniform(0.0, 0.1))
@@ -359,7 +359,7 @@ class SharedGate:
             except Exception:
                 continue
             self._shared = True
-            log.warning("the shared rate-limit budget at %s answers again: rejoined", self._where)
+            log.info("the shared rate-limit budget at %s answers again: rejoined", self._where)
 
     async def aclose(self) -> None:
         """Give back held permits, stop the background tasks, close the Redis connections."""
