@@ -50,6 +50,9 @@ BATCH = 16
 REJOIN_EVERY = 1.0
 #: Shared state outlives the longest (hourly) window.
 STATE_TTL = 7200
+#: Jitter (seconds) on waking at a reopened window: one pump per process wakes, not every
+#: caller, so a little spreads the fleet's processes enough.
+SPREAD = 0.03
 #: Seconds a process holds a permit nobody asked for before giving it back.
 HOLD_FOR = 0.5
 _LOCAL = "local"  # a permit from the in-process gate
@@ -285,7 +288,7 @@ class SharedGate:
                 return
             now = loop.time()
             if now < self._blocked_until:
-                await self._sleep(self._blocked_until - now + self.rng.uniform(0.0, 0.1))
+                await self._sleep(self._blocked_until - now + self.rng.uniform(0.0, SPREAD))
                 continue
             self._wakeup.clear()
             while self._held and self._waiters:  # permits in hand first
@@ -319,7 +322,7 @@ class SharedGate:
                     fut.set_exception(self.local.too_far(at - now_wall, self.snapshot))
             known = [at for at in opens if at > 0]
             if known and len(known) == len(opens):
-                await self._sleep(min(known) - now_wall + self.rng.uniform(0.0, 0.1))
+                await self._sleep(min(known) - now_wall + self.rng.uniform(0.0, SPREAD))
             else:  # waiting on answers, here or elsewhere: a jittered poll
                 await self._sleep(self.rng.uniform(0.01, 0.04))
 
