@@ -119,6 +119,14 @@ def result(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
     return data
 
 
+def sent_by(fake: FakeProvisioningServer, tag: str) -> int:
+    """Requests received for keys named ``tag``... (one process's)."""
+    return sum(
+        isinstance(e.body, dict) and str(e.body.get("name", "")).startswith(tag)
+        for e in fake.journal
+    )
+
+
 def rejected(fake: FakeProvisioningServer) -> int:
     return fake.stats.rate_limited
 
@@ -153,8 +161,11 @@ def test_sigkill_of_one_process_bounds_the_loss(
 ) -> None:
     opts = {"mode": "generate", "n": 100, "concurrency": 32, "timeout": 3.0}
     procs = [spawn(fake, tag=f"p{i}", rate_limit_url=redis_server.url, **opts) for i in range(4)]
-    time.sleep(2.5)  # start-up, then about a window of work
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and sent_by(fake, "p0-") < 20:  # mid-run
+        time.sleep(0.01)
     procs[0].send_signal(signal.SIGKILL)
+    assert 20 <= sent_by(fake, "p0-") < 100
     procs[0].communicate(timeout=10)  # reaps it and closes its pipe
     outs = [result(p) for p in procs[1:]]
     assert [o["ok"] for o in outs] == [100] * 3, outs
@@ -418,3 +429,28 @@ async def test_priority_must_be_normal_or_bulk() -> None:
         with pytest.raises(ValueError, match="priority"):
             await client.access_keys.list({"sub_account_id": "sub-1"}, priority="urgent")  # type: ignore[arg-type]
         assert fake.stats.received == 0
+
+
+async def test_a_hung_redis_costs_a_call_at_most_its_timeout(
+    redis_server: RedisServer, gate_log: pytest.LogCaptureFixture
+) -> None:
+    async with FakeProvisioningServer(rate_limit=RateLimitPolicy(limit=1000, window=1.0)) as fake:
+        async with fake.client(rate_limit_url=redis_server.url) as client:
+            listing = {"sub_account_id": "sub-1"}
+            await client.access_keys.list(listing)
+            assert redis_server.proc is not None
+            redis_server.proc.send_signal(signal.SIGSTOP)  # answers nothing, closes nothing
+            try:
+                started = time.monotonic()
+                await asyncio.gather(*(client.access_keys.list(listing) for _ in range(20)))
+                assert time.monotonic() - started < 1.5  # one Redis timeout (0.5 s), then local
+                assert not client._session.limiter.shared  # type: ignore[attr-defined]
+            finally:
+                redis_server.proc.send_signal(signal.SIGCONT)
+            for _ in range(60):
+                await asyncio.sleep(0.1)
+                if client._session.limiter.shared:  # type: ignore[attr-defined]
+                    break
+            assert client._session.limiter.shared  # type: ignore[attr-defined]
+        assert fake.stats.received == 21
+    assert len([r for r in gate_log.records if "unreachable" in r.getMessage()]) == 1
