@@ -45,7 +45,7 @@ log = logging.getLogger("cldprov_async")
 #: Seconds each Redis call may take before this process falls back to its own gate.
 REDIS_TIMEOUT = 0.5
 #: Permits a process may hold beyond what its callers wait for, while the budget is large.
-BATCH = 16
+BATCH = 64
 #: Seconds between attempts to rejoin Redis (jittered to 0.5x-1.5x).
 REJOIN_EVERY = 1.0
 #: Shared state outlives the longest (hourly) window.
