@@ -83,7 +83,7 @@ class CldProvisioning:
         if fleet is not None:
             limiter = _fleet.make_gate(
                 fleet,
-                host=base_url.host or "",
+                host=f"{base_url.host}:{base_url.port}",
                 account_id=account_id,
                 bulk_reserve=bulk_reserve,
                 lease_ttl=timeout or 60.0,

@@ -454,3 +454,15 @@ async def test_a_hung_redis_costs_a_call_at_most_its_timeout(
             assert client._session.limiter.shared  # type: ignore[attr-defined]
         assert fake.stats.received == 21
     assert len([r for r in gate_log.records if "unreachable" in r.getMessage()]) == 1
+
+
+def test_the_url_prefix_is_ours_and_the_password_stays_out_of_repr() -> None:
+    from cldprov_async._fleet import parse
+
+    url = parse("rediss://:hunter2@cache.internal:6380/3?prefix=staging&ssl_cert_reqs=none")
+    assert url.prefix == "staging"
+    assert url.url == "rediss://:hunter2@cache.internal:6380/3?ssl_cert_reqs=none"
+    assert "hunter2" not in repr(url)
+    assert parse("unix:///run/redis.sock?db=2").url == "unix:///run/redis.sock?db=2"
+    with pytest.raises(ValueError, match="rate_limit_url"):
+        parse("redis://h/0?prefix=a:b")

@@ -58,6 +58,8 @@ def parse(value: object) -> FleetURL:
     if any(c in prefix for c in "{}: \r\n"):
         raise ValueError("rate_limit_url: prefix must not hold ':', '{', '}' or whitespace")
     rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    if parts.scheme == "unix":  # urlunsplit would drop the empty authority ("unix:/path")
+        return FleetURL(f"unix://{parts.netloc}{parts.path}" + (f"?{rest}" if rest else ""), prefix)
     return FleetURL(urlunsplit(parts._replace(query=rest)), prefix)
 
 
