@@ -33,13 +33,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import fleet, report
 from benchmarks.worker import CLIENTS, MODULES, OPS, env_id
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 ACCOUNT, KEY, SECRET, SUB = "bench-account", "bench-key", "bench-secret", "sub-1"
-SCENARIOS = ("ratelimit", "rotation")
+SCENARIOS = ("ratelimit", "rotation", "fleet")
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 #: What "import" and "import + a client ready to call" mean for each client, timed in a fresh
@@ -309,6 +309,12 @@ def quietest(
 
 def run_scenarios(settings: Settings, failures: list[str]) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
+    if "fleet" in settings.scenarios:  # needs redis-server and cldprov-async[redis]
+        try:
+            records += fleet.run_all(small=settings.quick)
+        except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as exc:
+            failures.append(f"fleet: {type(exc).__name__}: {exc}")
+            log(f"FAILED fleet: {exc}")
     if "ratelimit" in settings.scenarios:
         limit = f"{settings.rl_limit}/{settings.rl_window:g}"
         variants = [
@@ -461,7 +467,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=_ints, help="comma-separated (default 1,64,512)")
     p.add_argument("--ops", type=_csv(OPS), help="comma-separated: generate,list,update")
     p.add_argument("--clients", type=_csv(CLIENTS), help=f"comma-separated: {','.join(CLIENTS)}")
-    p.add_argument("--scenarios", type=_csv(SCENARIOS), help="ratelimit,rotation (default) or none")
+    p.add_argument(
+        "--scenarios",
+        type=_csv(SCENARIOS),
+        help="ratelimit,rotation,fleet (default) or none (`python -m benchmarks.fleet` runs"
+        " the fleet ones alone)",
+    )
     p.add_argument("--import-repeats", type=int, help="fresh interpreters per import timing")
     p.add_argument(
         "--max-other-load",

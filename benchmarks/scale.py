@@ -61,7 +61,11 @@ def start(server: FakeProvisioningServer, *args: str) -> subprocess.Popen[str]:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "CLOUDINARY_ACCOUNT_URL": ACCOUNT_URL,
     }
-    cmd = [sys.executable, "-m", "cldprov_async", "--server-url", server.url, "rotate", *args]
+    # Nothing else calls this account, so the rotation may use whole windows: no reserve.
+    cmd = [
+        *(sys.executable, "-m", "cldprov_async", "--server-url", server.url),
+        *("--bulk-reserve", "0", "rotate", *args),
+    ]
     return subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )

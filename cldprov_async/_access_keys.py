@@ -19,7 +19,7 @@ from typing import Any
 from . import _telemetry as telemetry
 from ._config import RetryConfig
 from ._gate import backoff
-from ._operation import Operations, call_options, segment
+from ._operation import Operations, Priority, call_options, segment
 from .errors import (
     APIError,
     CldProvisioningError,
@@ -60,6 +60,7 @@ class AccessKeyOperations(Operations):
         retries: RetryConfig | None = None,
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
+        priority: Priority = "normal",
     ) -> AccessKeysResponse:
         """Keys of one product environment; all of them unless ``page``/``page_size`` is set."""
         req = coerce_request(GetAccessKeysRequest, request, "request")
@@ -73,7 +74,7 @@ class AccessKeyOperations(Operations):
             )
             if v is not None
         }
-        opts = call_options(retries, timeout_ms, http_headers)
+        opts = call_options(retries, timeout_ms, http_headers, priority)
         path = self._keys_path(req.sub_account_id)
         return await self._call(
             "GET",
@@ -93,12 +94,13 @@ class AccessKeyOperations(Operations):
         retries: RetryConfig | None = None,
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
+        priority: Priority = "normal",
     ) -> AccessKey:
         """A new key, with its secret. Never creates two keys for one call (see module doc)."""
         if access_key_request is None:
             access_key_request = {}
         body = coerce_request(AccessKeyRequest, access_key_request, "access_key_request")
-        opts = call_options(retries, timeout_ms, http_headers)
+        opts = call_options(retries, timeout_ms, http_headers, priority)
         path = self._keys_path(sub_account_id)
         # One span for the whole call, its resolution by name included.
         with telemetry.operation(_GENERATE, sub_account_id):
@@ -132,12 +134,13 @@ class AccessKeyOperations(Operations):
         retries: RetryConfig | None = None,
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
+        priority: Priority = "normal",
     ) -> AccessKey:
         """Rename, enable/disable, or dedicate a key; send only what changes."""
         body = coerce_request(
             AccessKeyUpdateRequest, access_key_update_request, "access_key_update_request"
         )
-        opts = call_options(retries, timeout_ms, http_headers)
+        opts = call_options(retries, timeout_ms, http_headers, priority)
         path = self._key_path(sub_account_id, key)
         return await self._call(
             "PUT",
@@ -157,10 +160,11 @@ class AccessKeyOperations(Operations):
         retries: RetryConfig | None = None,
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
+        priority: Priority = "normal",
     ) -> SuccessResponse:
         """Delete the key called ``name``."""
         check_id(name, "name")
-        opts = call_options(retries, timeout_ms, http_headers)
+        opts = call_options(retries, timeout_ms, http_headers, priority)
         path = self._keys_path(sub_account_id)
         return await self._call(
             "DELETE",
@@ -180,9 +184,10 @@ class AccessKeyOperations(Operations):
         retries: RetryConfig | None = None,
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
+        priority: Priority = "normal",
     ) -> SuccessResponse:
         """Delete the key whose api_key is ``key``."""
-        opts = call_options(retries, timeout_ms, http_headers)
+        opts = call_options(retries, timeout_ms, http_headers, priority)
         path = self._key_path(sub_account_id, key)
         return await self._call(
             "DELETE",

@@ -4,7 +4,9 @@ The server announces a budget per window (``X-FeatureRateLimit-Limit/-Remaining/
 but not the window's length: ``Reset`` is the instant the current window ends. The length
 is learned from two successive resets; until then hourly windows are assumed (the
 published Admin-API limits are hourly) and ``window_known`` says so. The tracker also
-measures the wall time spent with the window's budget used up: the time a run waits.
+measures the wall time spent with the window's budget used up: the time a run waits. Bulk
+work (a rotation) stops short of the reserve its client keeps for normal calls
+(``bulk_reserve``): pass that fraction as ``reserve`` so both count from there.
 
 Imports: the snapshot only; the CLI's progress and dry-run totals use it.
 """
@@ -23,7 +25,8 @@ ASSUMED_WINDOW = 3600.0
 class BudgetTracker:
     """Feed it every snapshot you see (``observe(client.rate_limit)``); ask it for an ETA."""
 
-    def __init__(self) -> None:
+    def __init__(self, reserve: float = 0.0) -> None:
+        self.reserve = reserve
         self.snapshot: RateLimit | None = None
         self._last_reset: float | None = None
         self._window: float | None = None
@@ -52,10 +55,20 @@ class BudgetTracker:
                 self._window = reset - self._last_reset
             if self._last_reset is None or reset > self._last_reset + 0.5:
                 self._last_reset = reset
-        if snapshot.remaining == 0 and reset is not None and reset > now:
+        kept = self._kept(snapshot.limit)
+        if (
+            snapshot.remaining is not None
+            and snapshot.remaining <= kept
+            and reset is not None
+            and reset > now
+        ):
             if self._spent_since is None:
                 self._spent_since = now
             self._spent_until = max(self._spent_until, reset)
+
+    def _kept(self, limit: int | None) -> int:
+        """Requests of a window left to normal calls: bulk work cannot use them."""
+        return math.ceil(limit * self.reserve) if limit and self.reserve else 0
 
     def _close_wait(self, now: float) -> None:
         if self._spent_since is not None and now >= self._spent_until:
@@ -78,11 +91,13 @@ class BudgetTracker:
         if snap is None or snap.limit is None or snap.limit < 1 or snap.reset_at is None:
             return None
         now = time.time() if now is None else now
-        remaining = snap.remaining or 0
+        kept = self._kept(snap.limit)
+        per_window = max(1, snap.limit - kept)
+        remaining = max(0, (snap.remaining or 0) - kept)
         until_reset = snap.reset_at.timestamp() - now
         if until_reset <= 0:  # that window is over: a fresh one holds the whole limit
-            remaining, until_reset = snap.limit, until_reset % self.window
+            remaining, until_reset = per_window, until_reset % self.window
         if requests <= remaining:
             return None
-        windows = math.ceil((requests - remaining) / snap.limit)
+        windows = math.ceil((requests - remaining) / per_window)
         return max(0.0, until_reset) + (windows - 1) * self.window

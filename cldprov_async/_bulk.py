@@ -225,7 +225,8 @@ async def _steps(api: AccessKeyOperations, sub: str, opts: _Options) -> Rotation
                 verify=opts.verify,
                 retries=opts.retries,
             )
-        keys = (await api.list({"sub_account_id": sub}, retries=opts.retries)).access_keys
+        listing = await api.list({"sub_account_id": sub}, retries=opts.retries, priority="bulk")
+        keys = listing.access_keys
         if opts.max_age is not None:
             reason = policy_skip(keys, opts.name, opts.max_age, datetime.now(UTC))
             if reason is not None:

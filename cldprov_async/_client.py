@@ -1,21 +1,23 @@
 """``CldProvisioning``: configuration in, ``client.access_keys`` and
 ``client.product_environments`` out, one session underneath.
 
-Imports: the operations classes (``_api``), the session, the gate's stats, the snapshot and
-config; the CLI and users import it.
+Imports: the operations classes (``_api``), the session, the gates (in-process, and the
+shared one of ``_fleet``), the snapshot and config; the CLI and users import it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from types import TracebackType
 
 import aiohttp
 from yarl import URL
 
+from . import _fleet
 from ._api import AccessKeysAPI
 from ._config import RetryConfig, Security, resolve_credentials, resolve_server_url
-from ._gate import RateLimitStats
+from ._gate import Gate, RateLimiter, RateLimitStats, check_bulk_reserve
 from ._product_environments import DEFAULT_MAX_LISTING_BYTES, ProductEnvironmentOperations
 from ._session import Session
 from ._snapshot import RateLimit
@@ -34,6 +36,11 @@ class CldProvisioning:
     one unpaged answer for the whole account, has its own cap, ``max_listing_bytes`` (128 MiB).
     Pass ``session`` to share an ``aiohttp.ClientSession``: the client then
     leaves it open on close.
+
+    ``rate_limit_url`` (else ``CLDPROV_RATE_LIMIT_URL``), a ``redis://``, ``rediss://`` or
+    ``unix://`` URL, shares the rate-limit budget with every process of the account through
+    Redis (needs ``cldprov-async[redis]``). Bulk calls (rotation, ``priority="bulk"``) leave
+    ``bulk_reserve`` of each window's limit to normal ones (0 turns the reserve off).
     """
 
     def __init__(
@@ -50,8 +57,14 @@ class CldProvisioning:
         max_listing_bytes: int = DEFAULT_MAX_LISTING_BYTES,
         max_connections: int = 100,
         env: Mapping[str, str] | None = None,
+        rate_limit_url: str | None = None,
+        bulk_reserve: float = 0.1,
     ) -> None:
         account_id, security = resolve_credentials(account_id, security, env)
+        bulk_reserve = check_bulk_reserve(bulk_reserve)
+        if rate_limit_url is None:
+            rate_limit_url = (os.environ if env is None else env).get(_fleet.ENV) or None
+        fleet = None if rate_limit_url is None else _fleet.parse(rate_limit_url)
         base_url = resolve_server_url(region, server_url)
         if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout}")
@@ -72,6 +85,17 @@ class CldProvisioning:
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
         self.account_id = account_id
         self.server_url = base_url
+        #: The fraction of each window's limit bulk work leaves to normal calls.
+        self.bulk_reserve = bulk_reserve
+        limiter: Gate = RateLimiter(bulk_reserve=bulk_reserve)
+        if fleet is not None:
+            limiter = _fleet.make_gate(
+                fleet,
+                host=f"{base_url.host}:{base_url.port}",
+                account_id=account_id,
+                bulk_reserve=bulk_reserve,
+                lease_ttl=timeout or 60.0,
+            )
         self._session = Session(
             base_url=base_url,
             security=security,
@@ -80,6 +104,7 @@ class CldProvisioning:
             max_response_bytes=max_response_bytes,
             max_connections=max_connections,
             session=session,
+            limiter=limiter,
         )
         self.access_keys = AccessKeysAPI(self._session, account_id)
         self.product_environments = ProductEnvironmentOperations(

@@ -8,7 +8,11 @@ Retrying each call on its own would hammer the server with requests it will reje
   still in flight, and at zero the rest queue (FIFO) until the window resets;
 * at the reset, queued calls are released within the new budget, spread by a little jitter;
 * a 420/429 closes the gate for everyone until ``Retry-After``, else the reset, else an
-  exponential backoff with full jitter.
+  exponential backoff with full jitter;
+* bulk calls (rotation, ``priority="bulk"``) leave ``ceil(limit * bulk_reserve)`` of each
+  window to normal ones, and queue apart from them, so a rotation never starves a service.
+
+``Gate`` is the interface the middleware drives; ``_fleet.SharedGate`` is the other one.
 
 Imports: the snapshot, telemetry's log attributes, config and errors only; the middleware
 drives it.
@@ -18,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 
 from attrs import define
 
@@ -37,12 +43,26 @@ RATE_LIMITED = frozenset({420, 429})
 #: Gate waits at least this long (seconds) are logged as warnings, not silently slept.
 _LONG_WAIT = 10.0
 #: Send a hair after the server's reset, not a hair before it.
-_RESET_MARGIN = 0.05
+RESET_MARGIN = 0.05
 
 
 def backoff(config: RetryConfig, n: int, rng: random.Random) -> float:
     """Full jitter: uniform in [0, min(max, initial * 2**n)]."""
     return rng.uniform(0.0, min(config.backoff_max, config.backoff_initial * (2.0**n)))
+
+
+def rejection_wait(
+    headers: Mapping[str, str], n: int, retry: RetryConfig, rng: random.Random
+) -> float:
+    """Seconds a 420/429 closes the gate: ``Retry-After``, else the reset, else a backoff."""
+    now_wall = time.time()
+    wait = retry_after_seconds(headers, now_wall)
+    if wait is None:
+        seen = parse_rate_limit(headers)
+        if seen is not None and seen.reset_at is not None:
+            ahead = seen.reset_at.timestamp() - now_wall
+            wait = ahead + RESET_MARGIN if ahead > 0 else None
+    return backoff(retry, n, rng) if wait is None else wait
 
 
 @define
@@ -55,13 +75,49 @@ class RateLimitStats:
     waited_seconds: float = 0.0
 
 
+class Gate(Protocol):
+    """What the middleware needs of a gate (in-process or shared)."""
+
+    stats: RateLimitStats
+    rng: random.Random
+
+    @property
+    def snapshot(self) -> RateLimit | None: ...
+
+    def try_acquire(self, now: float, bulk: bool = False) -> bool: ...
+
+    async def acquire(
+        self, deadline: float, method: str, path: str, bulk: bool = False, operation: str = ""
+    ) -> None: ...
+
+    def on_answer(self, headers: Mapping[str, str] | None, status: int = 0) -> None: ...
+
+    def on_rejected(self, headers: Mapping[str, str], n: int, retry: RetryConfig) -> float: ...
+
+    async def aclose(self) -> None: ...
+
+
+def check_bulk_reserve(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"bulk_reserve must be a number, not {type(value).__name__}")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"bulk_reserve must be in [0, 1), not {value!r}")
+    return float(value)
+
+
+def reserve_of(limit: int | None, bulk_reserve: float) -> int:
+    """Permits of a window that bulk calls leave to normal ones."""
+    return 0 if limit is None else math.ceil(limit * bulk_reserve)
+
+
 class RateLimiter:
     """The gate shared by every request of one client."""
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(self, rng: random.Random | None = None, bulk_reserve: float = 0.0) -> None:
         self.snapshot: RateLimit | None = None
         self.stats = RateLimitStats()
         self.rng = rng or random.Random()
+        self.bulk_reserve = check_bulk_reserve(bulk_reserve)
         self._tokens: int | None = None  # None: unknown, a probe must go first
         self._limit: int | None = None
         self._reset: float | None = None  # loop time of the current window's end
@@ -70,11 +126,18 @@ class RateLimiter:
         self._in_flight = 0
         self._window = 1.0
         self._waiters: deque[tuple[asyncio.Future[None], float]] = deque()  # (fut, deadline)
+        self._bulk_waiters: deque[tuple[asyncio.Future[None], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
     # -- permits ---------------------------------------------------------------------------
 
-    def _try_take(self, now: float) -> bool:
+    def _floor(self, bulk: bool) -> int:
+        """Tokens a call must leave: the reserve, for bulk calls once the window is known."""
+        if not bulk or self._reset is None:
+            return 0
+        return reserve_of(self._limit, self.bulk_reserve)
+
+    def _try_take(self, now: float, bulk: bool = False) -> bool:
         if now < self._blocked_until:
             return False
         if self._unlimited:
@@ -89,32 +152,40 @@ class RateLimiter:
         if self._tokens is None:
             if self._in_flight:
                 return False
-        elif self._tokens <= 0:
+        elif self._tokens <= self._floor(bulk):
             return False
         else:
             self._tokens -= 1
         self._in_flight += 1
         return True
 
-    def _opens_at(self, now: float) -> float | None:
+    def _opens_at(self, now: float, bulk: bool = False) -> float | None:
         """When the gate may next open, if that is known; None while waiting on answers."""
         t = max(now, self._blocked_until)
-        if self._tokens == 0 and self._reset is not None:
+        if (
+            self._tokens is not None
+            and self._tokens <= self._floor(bulk)
+            and self._reset is not None
+        ):
             t = max(t, self._reset)
         return t if t > now else None
 
-    def try_acquire(self, now: float) -> bool:
+    def try_acquire(self, now: float, bulk: bool = False) -> bool:
         """A permit at once if one is free and nobody queues before us (no coroutine needed)."""
-        return not self._waiters and self._try_take(now)
+        if self._waiters or (bulk and self._bulk_waiters):
+            return False
+        return self._try_take(now, bulk)
 
-    async def acquire(self, deadline: float, method: str, path: str, operation: str = "") -> None:
+    async def acquire(
+        self, deadline: float, method: str, path: str, bulk: bool = False, operation: str = ""
+    ) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if self.try_acquire(now):
+        if self.try_acquire(now, bulk):
             return
-        opens = self._opens_at(now)
+        opens = self._opens_at(now, bulk)
         if opens is not None and opens > deadline:
-            raise self._too_far(opens - now)
+            raise self.too_far(opens - now)
         log.debug(
             "%s %s waits for the rate-limit gate (%s)",
             method,
@@ -125,7 +196,7 @@ class RateLimiter:
             ),
         )
         fut: asyncio.Future[None] = loop.create_future()
-        self._waiters.append((fut, deadline))
+        (self._bulk_waiters if bulk else self._waiters).append((fut, deadline))
         self._arm(loop)
         started = now
         try:
@@ -133,12 +204,15 @@ class RateLimiter:
                 await fut
         except TimeoutError:
             self._abandon(fut)
-            raise self._too_far(0.0) from None
+            raise self.too_far(0.0) from None
         except BaseException:
             self._abandon(fut)
             raise
         finally:
             self.stats.waited_seconds += loop.time() - started
+
+    async def aclose(self) -> None:
+        """Nothing to release: the in-process gate holds no outside resource."""
 
     def _abandon(self, fut: asyncio.Future[None]) -> None:
         if fut.done() and not fut.cancelled() and fut.exception() is None:
@@ -146,9 +220,12 @@ class RateLimiter:
         else:
             fut.cancel()
 
-    def _too_far(self, wait: float) -> RateLimitedError:
+    def too_far(self, wait: float, seen: RateLimit | None = None) -> RateLimitedError:
+        """The error for a call whose budget ends before the gate reopens (``seen``: the
+        snapshot to quote, the gate's own by default)."""
+        seen = seen or self.snapshot
         reset_at = datetime.fromtimestamp(time.time() + wait, UTC)
-        said = self.snapshot.reset_at if self.snapshot is not None else None
+        said = seen.reset_at if seen is not None else None
         if said is not None and abs((said - reset_at).total_seconds()) < 1.0:
             reset_at = said  # the server's own words, not our arithmetic
         return RateLimitedError(
@@ -156,7 +233,7 @@ class RateLimiter:
             if wait
             else "rate limited: the retry budget ran out while waiting for the window",
             reset_at=reset_at,
-            rate_limit=self.snapshot,
+            rate_limit=seen,
         )
 
     def _give_back(self) -> None:
@@ -166,7 +243,7 @@ class RateLimiter:
         self._wake(jitter=False)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        opens = self._opens_at(loop.time())
+        opens = self._opens_at(loop.time(), bulk=not self._waiters and bool(self._bulk_waiters))
         if opens is None:
             return
         if self._timer is not None:
@@ -178,7 +255,7 @@ class RateLimiter:
         if wait >= _LONG_WAIT:  # say so: an hourly window can hold a batch for a long time
             log.warning(
                 "rate limit reached: %d call(s) paused for %.0fs until the window reopens",
-                len(self._waiters),
+                len(self._waiters) + len(self._bulk_waiters),
                 wait,
                 extra=log_extra(wait_s=wait),
             )
@@ -188,41 +265,43 @@ class RateLimiter:
         self._wake(jitter=True)
 
     def _wake(self, *, jitter: bool) -> None:
-        if not self._waiters:
+        if not (self._waiters or self._bulk_waiters):
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
         spread = min(0.25, 0.1 * self._window)
-        while self._waiters:
-            fut = self._waiters[0][0]
-            if fut.done():
-                self._waiters.popleft()
-                continue
-            if not self._try_take(now):
-                break
-            self._waiters.popleft()
-            if jitter:
-                loop.call_later(self.rng.uniform(0.0, spread), self._grant, fut)
-            else:
-                fut.set_result(None)
-        if self._waiters:
-            self._refuse_past_budget(now)
+        for bulk, waiters in ((False, self._waiters), (True, self._bulk_waiters)):
+            while waiters:
+                fut = waiters[0][0]
+                if fut.done():
+                    waiters.popleft()
+                    continue
+                if not self._try_take(now, bulk):
+                    break
+                waiters.popleft()
+                if jitter:
+                    loop.call_later(self.rng.uniform(0.0, spread), self._grant, fut)
+                else:
+                    fut.set_result(None)
+            if waiters:
+                self._refuse_past_budget(now, waiters, bulk)
+        if self._waiters or self._bulk_waiters:
             self._arm(loop)
 
-    def _refuse_past_budget(self, now: float) -> None:
+    def _refuse_past_budget(
+        self, now: float, waiters: deque[tuple[asyncio.Future[None], float]], bulk: bool
+    ) -> None:
         """Fail at once the waiters whose budget ends before the gate can reopen."""
-        opens = self._opens_at(now)
+        opens = self._opens_at(now, bulk)
         if opens is None:
             return
-        keep: deque[tuple[asyncio.Future[None], float]] = deque()
-        for fut, deadline in self._waiters:
-            if fut.done():
-                continue
+        keep = [(fut, deadline) for fut, deadline in waiters if not fut.done()]
+        waiters.clear()
+        for fut, deadline in keep:
             if deadline < opens:
-                fut.set_exception(self._too_far(opens - now))
+                fut.set_exception(self.too_far(opens - now))
             else:
-                keep.append((fut, deadline))
-        self._waiters = keep
+                waiters.append((fut, deadline))
 
     def _grant(self, fut: asyncio.Future[None]) -> None:
         if fut.done():
@@ -250,7 +329,7 @@ class RateLimiter:
             self._limit = seen.limit
         reset: float | None = None
         if seen.reset_at is not None:
-            reset = loop_now + (seen.reset_at.timestamp() - time.time()) + _RESET_MARGIN
+            reset = loop_now + (seen.reset_at.timestamp() - time.time()) + RESET_MARGIN
             if reset <= loop_now:
                 return  # an answer from a window that has already ended
         if seen.remaining is None:
@@ -267,15 +346,7 @@ class RateLimiter:
     def on_rejected(self, headers: Mapping[str, str], n: int, retry: RetryConfig) -> float:
         """A 420/429: close the gate for every caller; returns seconds until it reopens."""
         self.stats.rejected += 1
-        now_wall = time.time()
-        wait = retry_after_seconds(headers, now_wall)
-        if wait is None:
-            seen = parse_rate_limit(headers)
-            if seen is not None and seen.reset_at is not None:
-                ahead = seen.reset_at.timestamp() - now_wall
-                wait = ahead + _RESET_MARGIN if ahead > 0 else None
-        if wait is None:
-            wait = backoff(retry, n, self.rng)
+        wait = rejection_wait(headers, n, retry, self.rng)
         loop = asyncio.get_running_loop()
         self._blocked_until = max(self._blocked_until, loop.time() + wait)
         self._tokens = 0

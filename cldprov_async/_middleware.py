@@ -25,7 +25,7 @@ from attrs import define, field
 
 from . import _telemetry as telemetry
 from ._config import RetryConfig
-from ._gate import RATE_LIMITED, RateLimiter, backoff
+from ._gate import RATE_LIMITED, Gate, backoff
 from .errors import (
     APIError,
     CldProvisioningError,
@@ -49,6 +49,8 @@ class CallContext:
     timeout: float | None
     max_bytes: int
     deadline: float
+    #: Bulk work (rotation, ``priority="bulk"``) leaves the gate's reserve to normal calls.
+    bulk: bool = False
     body: bytes = field(default=b"", repr=False)  # may hold secrets
     #: The decoded JSON of a 2xx answer (decoded here, so a garbled one can be retried).
     data: Any = field(default=None, repr=False)
@@ -119,7 +121,7 @@ async def read_answer(resp: ClientResponse, call: CallContext, method: str, path
 class RateLimitMiddleware:
     """An aiohttp client middleware: ``ClientSession(middlewares=(RateLimitMiddleware(...),))``."""
 
-    def __init__(self, limiter: RateLimiter, max_connections: int) -> None:
+    def __init__(self, limiter: Gate, max_connections: int) -> None:
         self.limiter = limiter
         self._slots = asyncio.Semaphore(max_connections)
 
@@ -133,10 +135,10 @@ class RateLimitMiddleware:
         n_backoff = 0
         while True:
             call.attempts += 1
-            if not limiter.try_acquire(loop.time()):
+            if not limiter.try_acquire(loop.time(), call.bulk):
                 queued = loop.time()
                 try:
-                    await limiter.acquire(call.deadline, method, path, call.operation)
+                    await limiter.acquire(call.deadline, method, path, call.bulk, call.operation)
                 finally:
                     call.waited += loop.time() - queued
             limiter.stats.sent += 1

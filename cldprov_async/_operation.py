@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 from . import _telemetry as telemetry
@@ -22,6 +22,8 @@ from ._session import Session
 from .errors import CldProvisioningError, from_response
 
 T = TypeVar("T")
+#: Bulk calls leave the gate's reserve (``bulk_reserve``) of each window to normal ones.
+Priority = Literal["normal", "bulk"]
 
 
 def segment(value: str) -> str:
@@ -31,8 +33,13 @@ def segment(value: str) -> str:
 
 
 def call_options(
-    retries: RetryConfig | None, timeout_ms: float | None, http_headers: Mapping[str, str] | None
+    retries: RetryConfig | None,
+    timeout_ms: float | None,
+    http_headers: Mapping[str, str] | None,
+    priority: Priority = "normal",
 ) -> dict[str, Any]:
+    if priority not in ("normal", "bulk"):
+        raise ValueError(f"priority must be 'normal' or 'bulk', not {priority!r}")
     if retries is not None and not isinstance(retries, RetryConfig):
         raise TypeError(f"retries must be a RetryConfig, not {type(retries).__name__}")
     if timeout_ms is not None:
@@ -48,7 +55,12 @@ def call_options(
                 raise TypeError("http_headers must map str to str")
             if not k or any(c in k + v for c in "\r\n\x00"):
                 raise ValueError(f"http_headers has an invalid header {k!r}")
-    return {"retries": retries, "timeout_ms": timeout_ms, "http_headers": http_headers}
+    return {
+        "retries": retries,
+        "timeout_ms": timeout_ms,
+        "http_headers": http_headers,
+        "priority": priority,
+    }
 
 
 class Operations:
@@ -77,6 +89,7 @@ class Operations:
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
         max_bytes: int | None = None,
+        priority: Priority = "normal",
     ) -> T:
         """One call of ``operation``, named as called (``access_keys.list``): one span."""
         with telemetry.operation(operation, sub_account_id):
@@ -92,6 +105,7 @@ class Operations:
                     http_headers=http_headers,
                     max_bytes=max_bytes,
                     operation=operation,
+                    bulk=priority == "bulk",
                 )
             except CldProvisioningError as exc:
                 if exc.rate_limit is None:

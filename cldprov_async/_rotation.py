@@ -10,6 +10,9 @@ step, so a failure anywhere leaves a working environment:
 4. await ``verify(new_key)``, the caller's proof that the new key works;
 5. retire the other keys that are enabled: disable, delete, or keep them.
 
+Every request of a rotation is bulk work (``priority="bulk"``): it leaves the gate's reserve
+of each window to the service's own calls.
+
 The new key is never retired, at least one enabled key always remains, and the new key
 (with its secret) is in the result even when a later step fails.
 
@@ -181,7 +184,9 @@ async def rotate_listed(
     retired: list[AccessKey] = []
     try:
         if keys is None:
-            listing = await api.list({"sub_account_id": sub_account_id}, retries=retries)
+            listing = await api.list(
+                {"sub_account_id": sub_account_id}, retries=retries, priority="bulk"
+            )
             keys = listing.access_keys
         new_key = next((k for k in keys if k.name == name), None)
         if new_key is None:
@@ -219,10 +224,14 @@ async def _generate(
     api: AccessKeyOperations, sub: str, name: str, retries: RetryConfig | None
 ) -> AccessKey:
     try:
-        return await api.generate(sub, {"name": name, "enabled": True}, retries=retries)
+        return await api.generate(
+            sub, {"name": name, "enabled": True}, retries=retries, priority="bulk"
+        )
     except ConflictError:
         # Someone (an earlier run?) created it since we listed: take that one.
-        keys = (await api.list({"sub_account_id": sub}, retries=retries)).access_keys
+        keys = (
+            await api.list({"sub_account_id": sub}, retries=retries, priority="bulk")
+        ).access_keys
         found = next((k for k in keys if k.name == name), None)
         if found is None:
             raise
@@ -236,7 +245,7 @@ async def _update(
     change: Mapping[str, object],
     retries: RetryConfig | None,
 ) -> AccessKey:
-    updated = await api.update(sub, key.api_key, change, retries=retries)
+    updated = await api.update(sub, key.api_key, change, retries=retries, priority="bulk")
     # Some answers to update omit the secret; keep the one we already hold.
     if updated.api_secret is None and key.api_secret is not None:
         updated = evolve(updated, api_secret=key.api_secret)
@@ -257,8 +266,10 @@ async def _retire(
 ) -> AccessKey:
     try:
         if mode == "delete":
-            await api.delete(sub, key.api_key, retries=retries)
+            await api.delete(sub, key.api_key, retries=retries, priority="bulk")
             return key
-        return await api.update(sub, key.api_key, {"enabled": False}, retries=retries)
+        return await api.update(
+            sub, key.api_key, {"enabled": False}, retries=retries, priority="bulk"
+        )
     except NotFoundError:
         return key  # already gone: deleted by a retried DELETE or by someone else

@@ -24,7 +24,7 @@ from yarl import URL
 
 from . import _telemetry as telemetry
 from ._config import RetryConfig, Security
-from ._gate import RateLimiter
+from ._gate import Gate, RateLimiter
 from ._middleware import (
     CallContext,
     GarbledBodyError,
@@ -66,13 +66,14 @@ class Session:
         max_response_bytes: int,
         max_connections: int,
         session: aiohttp.ClientSession | None,
+        limiter: Gate | None = None,
     ) -> None:
         self.base_url = base_url
         self._base_path = base_url.raw_path.rstrip("/")  # a custom host may serve under a prefix
         self.timeout = timeout
         self.retry = retry
         self.max_response_bytes = max_response_bytes
-        self.limiter = RateLimiter()
+        self.limiter: Gate = limiter or RateLimiter()
         self._middleware = RateLimitMiddleware(self.limiter, max_connections)
         self._borrowed = session
         self._owned: aiohttp.ClientSession | None = None
@@ -118,6 +119,7 @@ class Session:
         http_headers: Mapping[str, str] | None = None,
         max_bytes: int | None = None,
         operation: str = "",
+        bulk: bool = False,
     ) -> Reply:
         """One exchange; ``max_bytes`` overrides the client's response cap for this call."""
         session = self._session()
@@ -130,6 +132,7 @@ class Session:
             max_bytes=self.max_response_bytes if max_bytes is None else max_bytes,
             deadline=loop.time() + retry.max_wait,
             operation=operation,
+            bulk=bulk,
         )
         headers: Mapping[str, str] = self._headers if body is None else self._json_headers
         if http_headers:
@@ -168,9 +171,12 @@ class Session:
     async def close(self) -> None:
         """Close the owned session (a borrowed one stays open: it is the caller's)."""
         self._closed = True
-        if self._owned is not None:
-            owned, self._owned = self._owned, None
-            await owned.close()
+        try:
+            await self.limiter.aclose()
+        finally:
+            if self._owned is not None:
+                owned, self._owned = self._owned, None
+                await owned.close()
 
     def abandon(self) -> None:
         """The client is being collected unclosed: say so once, clearly, and drop the sockets.

@@ -60,3 +60,14 @@ def test_waiting_is_the_wall_time_with_the_budget_spent() -> None:
     assert budget.waited(T0 + 12) == pytest.approx(6.0)  # the window reopened at T0 + 10
     budget.observe(snap(10, 0, T0 + 20), T0 + 18)
     assert budget.waited(T0 + 30) == pytest.approx(8.0)
+
+
+def test_bulk_work_counts_from_the_reserve_it_leaves_to_normal_calls() -> None:
+    budget = BudgetTracker(reserve=0.1)  # a rotation stops with 10 of 100 left
+    budget.observe(snap(100, 10, T0 + 10), T0 + 4)
+    assert budget.waited(T0 + 7) == pytest.approx(3.0)  # at the reserve: waiting
+    # 40 usable now (50 - 10), then 90 a window: 130 more need this window and one more.
+    budget.observe(snap(100, 50, T0 + 20), T0 + 11)
+    assert budget.seconds_for(40, T0 + 11) is None
+    assert budget.seconds_for(130, T0 + 11) == pytest.approx(9.0)
+    assert budget.seconds_for(131, T0 + 11) == pytest.approx(9.0 + 10.0)

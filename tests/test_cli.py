@@ -202,6 +202,7 @@ def test_api_error_is_one_line(server: FakeProvisioningServer) -> None:
         ["rotate", "sub-1", "sub-1"],
         ["rotate", "sub-1", "--concurrency", "0"],
         ["rotate", "--from-file", "/nonexistent/ids.txt"],
+        ["--rate-limit-url", "memcached://127.0.0.1:1", "keys", "list", "sub-1"],
     ],
 )
 def test_usage_errors_exit_2(server: FakeProvisioningServer, args: list[str]) -> None:

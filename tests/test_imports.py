@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
     {"cldprov_async._operation"},
     {"cldprov_async._session"},
     {"cldprov_async._middleware"},
+    {"cldprov_async._fleet"},
     {"cldprov_async._gate"},
     {"cldprov_async._telemetry"},
     {"cldprov_async._converter"},

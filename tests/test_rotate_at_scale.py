@@ -187,9 +187,10 @@ async def test_the_eta_is_within_20_percent_once_the_first_window_has_passed() -
 
 
 class FakeClient:
-    """What RunProgress reads of a client: its rate-limit snapshot and its counters."""
+    """What RunProgress reads of a client: its rate-limit snapshot, reserve and counters."""
 
     rate_limit = None
+    bulk_reserve = 0.1
 
     class stats:  # mirrors the attribute's name
         sent = 0

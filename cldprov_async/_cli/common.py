@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .._client import CldProvisioning
-from .._config import ACCOUNT_URL_ENV, resolve_credentials
+from .._config import ACCOUNT_URL_ENV, Security, resolve_credentials
 
 PROG = "cldprov-async"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -35,10 +35,19 @@ def connect(args: argparse.Namespace) -> CldProvisioning:
             " (or pass --account-url)"
         )
     account_id, security = resolve_credentials(None, None, env={ACCOUNT_URL_ENV: url})
+    try:
+        return _client(args, account_id, security)
+    except ImportError as exc:  # --rate-limit-url without the redis extra
+        raise UsageError(str(exc)) from None
+
+
+def _client(args: argparse.Namespace, account_id: str, security: Security) -> CldProvisioning:
     return CldProvisioning(
         account_id,
         security,
         server_url=args.server_url,
         region=args.region,
         timeout=args.timeout,
+        rate_limit_url=getattr(args, "rate_limit_url", None),  # else $CLDPROV_RATE_LIMIT_URL
+        bulk_reserve=getattr(args, "bulk_reserve", 0.1),
     )

@@ -30,6 +30,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _reserve(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -61,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="per request attempt (default: 30)",
+    )
+    parser.add_argument(
+        "--rate-limit-url",
+        metavar="URL",
+        help="redis://, rediss:// or unix:// URL of a rate-limit budget shared with other"
+        " processes (default: $CLDPROV_RATE_LIMIT_URL; needs cldprov-async[redis])",
+    )
+    parser.add_argument(
+        "--bulk-reserve",
+        type=_reserve,
+        default=0.1,
+        metavar="FRACTION",
+        help="share of each rate-limit window a rotation leaves to other (normal) calls of the"
+        " account, in [0, 1) (default: 0.1; 0 when nothing else shares the account)",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
     parser.add_argument(

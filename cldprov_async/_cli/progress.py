@@ -61,7 +61,7 @@ class RunProgress:
         self.concurrency = concurrency
         self.live = stream.isatty() if live is None else live
         self.interval = interval
-        self.budget = BudgetTracker()
+        self.budget = BudgetTracker(reserve=client.bulk_reserve)
         self.done = self.failed = self.skipped = 0
         self.started = time.monotonic()
         self._sent_at_start = self._spent()

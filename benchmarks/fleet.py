@@ -1,0 +1,233 @@
+"""Fleet scenarios: the Redis-shared gate against in-process gates.
+
+    PYTHONPATH=. .venv/bin/python -m benchmarks.fleet            # just these, one JSON list
+    PYTHONPATH=. .venv/bin/python -m benchmarks.run --scenarios fleet   # in a full run
+
+* ``fleet_gates``: 4 processes x 100 named generates (32 at a time each) under 40 requests
+  per 1-second window (420, reset header only): each process with its own gate, then all on
+  one Redis. Requests sent and rejected are summed from the processes' ``client.stats``.
+* ``fleet_reserve``: a bulk ``rotate_many`` in one process, normal generates every 0.3 s in
+  another (their ``max_wait`` 1 s, shorter than the 2-second window), with ``bulk_reserve``
+  0.25 and 0: the normal calls' failures and latency, and the bulk side's share per window.
+* ``fleet_throughput``: one process, ``generate`` at concurrency 64 against a limit too high
+  to matter: the shared gate's requests per second over the in-process gate's.
+
+Each measurement gets a fresh fake server and ``redis-server`` in their own processes on free
+loopback ports; clients run in ``benchmarks/fleet_worker.py`` processes. Nothing is judged
+here: the figures are written down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cldprov_async import CldProvisioning, Security
+
+WORKER = str(Path(__file__).with_name("fleet_worker.py"))
+ACCOUNT_URL = "account://fake-key:fake-secret@fake-account"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def fake_server(*args: str) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cldprov_async.testing", *args], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("CLDPROV_FAKE_URL="):
+                yield line.split("=", 1)[1].strip()
+                return
+        raise RuntimeError("the fake server did not start")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _workers(url: str, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    env = {**os.environ, "CLOUDINARY_ACCOUNT_URL": ACCOUNT_URL}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, WORKER, json.dumps({"server_url": url, "max_wait": 60.0, **r})],
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for r in runs
+    ]
+    outs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    return outs
+
+
+def gates(n: int = 100, procs: int = 4, limit: int = 40) -> list[dict[str, Any]]:
+    records = []
+    for label in ("in-process gates", "shared gate (Redis)"):
+        with fake_server("--rate-limit", f"{limit}/1", "--rate-limit-status", "420") as url:
+            with redis_server() as redis_url:
+                shared = redis_url if label.startswith("shared") else None
+                run = {"mode": "generate", "n": n, "concurrency": 32, "rate_limit_url": shared}
+                outs = _workers(url, [{**run, "tag": f"p{i}"} for i in range(procs)])
+        # From the first process's first call to the last one's end (interpreter start-up
+        # excluded: it is not the gate's).
+        started = min(o["start_epoch"] for o in outs)
+        wall = max(o["start_epoch"] + o["wall"] for o in outs) - started
+        records.append(
+            {
+                "scenario": "fleet_gates",
+                "variant": label,
+                "processes": procs,
+                "calls": n * procs,
+                "limit": limit,
+                "window": 1.0,
+                "start_epoch": started,
+                "ok": sum(o["ok"] for o in outs),
+                "sent": sum(o["sent"] for o in outs),
+                "rejected": sum(o["rejected"] for o in outs),
+                "wall_s": wall,
+            }
+        )
+    return records
+
+
+def reserve(subs: int = 24, limit: int = 40, window: float = 2.0) -> list[dict[str, Any]]:
+    records = []
+    for fraction in (0.25, 0.0):
+        ids = [f"env-{i}" for i in range(subs)]
+        args = [f"--sub-account={i}" for i in [*ids, "sub-1"]]
+        args += ["--keys-per-sub-account", "3", "--rate-limit", f"{limit}/{window:g}"]
+        with fake_server(*args) as url, redis_server() as redis_url:
+            common = {"rate_limit_url": redis_url, "bulk_reserve": fraction}
+            bulk, normal = _workers(
+                url,
+                [
+                    {"mode": "rotate", "subs": ids, **common},
+                    {
+                        "mode": "paced",
+                        "every": 0.3,
+                        "seconds": 8.0,
+                        "max_wait": 1.0,
+                        "max_attempts": 2,
+                        "sub": "sub-1",
+                        "tag": "svc",
+                        **common,
+                    },
+                ],
+            )
+        windows = max(1, math.ceil(bulk["wall"] / window))
+        durations = normal["durations"]
+        records.append(
+            {
+                "scenario": "fleet_reserve",
+                "bulk_reserve": fraction,
+                "limit": limit,
+                "window": window,
+                "normal_calls": normal["ok"] + len(normal["failed"]),
+                "normal_failed": len(normal["failed"]),
+                "normal_p50_s": statistics.median(durations) if durations else None,
+                "normal_max_s": max(durations, default=None),
+                "bulk_ok": bulk["ok"],
+                "bulk_envs": subs,
+                "bulk_sent": bulk["sent"],
+                "bulk_wall_s": bulk["wall"],
+                "bulk_share_used": bulk["sent"] / (windows * (limit - math.ceil(limit * fraction))),
+                "rejected": bulk["rejected"] + normal["rejected"],
+            }
+        )
+    return records
+
+
+async def _generates(url: str, n: int, concurrency: int, rate_limit_url: str | None) -> float:
+    security = Security(provisioning_api_key="fake-key", provisioning_api_secret="fake-secret")
+    async with CldProvisioning(
+        "fake-account", security, server_url=url, rate_limit_url=rate_limit_url
+    ) as client:
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with slots:
+                await client.access_keys.generate("sub-1")
+
+        await one(-1)  # the first answer tells the budget
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return n / (time.perf_counter() - started)
+
+
+def throughput(n: int = 2000, concurrency: int = 64, rounds: int = 3) -> list[dict[str, Any]]:
+    local_rps, shared_rps = [], []
+    with fake_server("--rate-limit", "1000000/1") as url, redis_server() as redis_url:
+        for _ in range(rounds):  # alternating, so drift hits both alike
+            local_rps.append(asyncio.run(_generates(url, n, concurrency, None)))
+            shared_rps.append(asyncio.run(_generates(url, n, concurrency, redis_url)))
+    ratios = [s / lo for s, lo in zip(shared_rps, local_rps, strict=True)]
+    return [
+        {
+            "scenario": "fleet_throughput",
+            "calls": n,
+            "concurrency": concurrency,
+            "rounds": rounds,
+            "in_process_rps": statistics.median(local_rps),
+            "shared_rps": statistics.median(shared_rps),
+            "shared_over_in_process": statistics.median(ratios),
+        }
+    ]
+
+
+def run_all(small: bool = False) -> list[dict[str, Any]]:
+    if small:
+        return [*gates(n=10, procs=2), *throughput(n=100, rounds=1)]
+    return [*gates(), *reserve(), *throughput()]
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_all(small="--quick" in sys.argv), indent=1))

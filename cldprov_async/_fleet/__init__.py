@@ -1,0 +1,36 @@
+"""The fleet: one rate-limit budget shared through Redis by every process of an account.
+
+``make_gate`` checks the ``rate_limit_url`` and builds a ``SharedGate`` (``_shared``) on
+redis-py's asyncio client (the optional extra ``cldprov-async[redis]``, imported only here
+and only when a URL is given).
+
+Imports: the in-process gate (the fallback) and what it imports; nothing above it.
+"""
+
+from __future__ import annotations
+
+from ._shared import REDIS_TIMEOUT, SharedGate, namespace
+from ._url import ENV, EXTRA, FleetURL, parse, redis_asyncio
+
+__all__ = ["ENV", "EXTRA", "FleetURL", "SharedGate", "make_gate", "parse"]
+
+
+def make_gate(
+    url: FleetURL, *, host: str, account_id: str, bulk_reserve: float, lease_ttl: float
+) -> SharedGate:
+    """A gate sharing the budget of (``url.prefix``, ``host``, ``account_id``) through Redis."""
+    redis = redis_asyncio().from_url(
+        url.url,
+        socket_timeout=REDIS_TIMEOUT,
+        socket_connect_timeout=REDIS_TIMEOUT,
+        decode_responses=True,
+    )
+    where = redis.connection_pool.connection_kwargs
+    spot = where.get("path") or f"{where.get('host')}:{where.get('port')}"
+    return SharedGate(
+        redis,
+        namespace(url.prefix, host, account_id),
+        bulk_reserve=bulk_reserve,
+        lease_ttl=lease_ttl,
+        where=str(spot),
+    )

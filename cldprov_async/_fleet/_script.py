@@ -1,0 +1,120 @@
+"""The shared gate's Lua script (run atomically by Redis, loaded once, then by SHA).
+
+Imports nothing.
+"""
+
+SCRIPT = """\
+-- The shared gate's one script: report what answers said, then take permits.
+-- KEYS[1] state hash, KEYS[2] leases (zset: lease id -> expiry, wall seconds)
+-- ARGV: now, lease_expiry, n_normal, n_bulk, n_extra, reserve_fraction, owner, seq,
+--       state_ttl, leases_ttl, then records of 5: kind, lease, a, b, c
+--   kind "a": an answer (a remaining, b reset, c limit; -1 when not said)
+--   kind "f": an attempt without answer;  "g": an unused permit given back
+--   kind "u": an answer announcing no budget;  "b": a rejection closing the gate until a
+local state, leases = KEYS[1], KEYS[2]
+local now = tonumber(ARGV[1])
+local margin = 0.05
+
+local function num(field)
+  local v = redis.call('HGET', state, field)
+  if v then return tonumber(v) end
+  return nil
+end
+local tokens, limit, reset = num('tokens'), num('limit'), num('reset')
+local blocked, unlimited = num('blocked') or 0, num('unlimited') or 0
+
+redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+
+local i = 11
+while i + 4 <= #ARGV do
+  local kind, lease = ARGV[i], ARGV[i + 1]
+  local removed = redis.call('ZREM', leases, lease)
+  if kind == 'a' then
+    local remaining, r, l = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+    unlimited = 0
+    if l >= 0 then limit = l end
+    local ok = true
+    if r >= 0 then
+      r = r + margin
+      if r <= now then ok = false end -- from a window that has ended
+    else
+      r = nil
+    end
+    if ok and remaining >= 0 then
+      local fresh = math.max(0, remaining - redis.call('ZCARD', leases))
+      if r and (reset == nil or r > reset + 0.5) then
+        reset, tokens = r, fresh
+      elseif tokens == nil then
+        tokens = fresh
+      else
+        tokens = math.min(tokens, fresh)
+      end
+    end
+  elseif kind == 'g' then
+    if removed == 1 and tokens ~= nil then tokens = tokens + 1 end
+  elseif kind == 'u' then
+    if limit == nil then unlimited = 1 end
+  elseif kind == 'b' then
+    blocked = math.max(blocked, tonumber(ARGV[i + 2]))
+    tokens = 0
+  end
+  i = i + 5
+end
+
+local n_normal, n_bulk, n_extra = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local got_n, got_b, got_e = 0, 0, 0
+local opens_n, opens_b = -1, -1
+local inflight = redis.call('ZCARD', leases)
+
+if now < blocked then
+  opens_n, opens_b = blocked, blocked
+elseif unlimited == 1 then
+  got_n, got_b, got_e = n_normal, n_bulk, n_extra
+else
+  if reset and now >= reset then
+    -- the window rolled: the last known limit, minus what may land in it
+    if limit then tokens = math.max(0, limit - inflight) else tokens = nil end
+    reset = nil
+  end
+  if tokens == 0 and reset == nil and inflight == 0 then tokens = nil end
+  if tokens == nil then
+    if inflight == 0 and n_normal + n_bulk > 0 then
+      -- nobody knows the budget: one probe for the whole fleet
+      if n_normal > 0 then got_n = 1 else got_b = 1 end
+    end
+  else
+    local floor = 0
+    if reset and limit then floor = math.ceil(limit * tonumber(ARGV[6]) - 1e-9) end
+    got_n = math.min(n_normal, tokens)
+    tokens = tokens - got_n
+    got_b = math.max(0, math.min(n_bulk, tokens - floor))
+    tokens = tokens - got_b
+    if got_n == n_normal and got_b == n_bulk and tokens - floor >= 4 * n_extra then
+      got_e = n_extra
+      tokens = tokens - got_e
+    end
+    if reset then
+      if tokens <= 0 then opens_n = reset end
+      if tokens <= floor then opens_b = reset end
+    end
+  end
+end
+
+local total = got_n + got_b + got_e
+local seq = tonumber(ARGV[8])
+local expiry = tonumber(ARGV[2])
+for k = 1, total do
+  redis.call('ZADD', leases, expiry, ARGV[7] .. ':' .. (seq + k - 1))
+end
+
+local function put(field, v)
+  if v == nil then redis.call('HDEL', state, field) else
+    redis.call('HSET', state, field, string.format('%.17g', v)) end
+end
+put('tokens', tokens); put('limit', limit); put('reset', reset)
+put('blocked', blocked); put('unlimited', unlimited)
+redis.call('EXPIRE', state, tonumber(ARGV[9]))
+if redis.call('EXISTS', leases) == 1 then redis.call('EXPIRE', leases, tonumber(ARGV[10])) end
+
+return {got_n, got_b, got_e, tostring(opens_n), tostring(opens_b)}
+"""
