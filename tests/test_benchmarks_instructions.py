@@ -7,6 +7,7 @@ installed, one real two-count difference is taken. No figure is judged against a
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -96,6 +97,20 @@ def test_counted_process_makes_its_calls(client: str, op: str, keys: int) -> Non
             env=_env(),
             timeout=60,
         )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
+def test_every_piece_runs() -> None:
+    from benchmarks import instruction_parts
+
+    counts = json.dumps(dict.fromkeys(instruction_parts.pieces(), 2))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instruction_parts", "--child", counts],
+        capture_output=True,
+        cwd=ROOT,
+        env=_env(),
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
 
 
