@@ -119,7 +119,7 @@ def pieces() -> dict[str, Callable[[], object]]:
         ).encode(),
         "segment(sub_account_id)": lambda: segment("sub-1"),
         "URL.with_path(path, encoded=True)": lambda: base.with_path(path, encoded=True),
-        "url.raw_path": lambda: URL(str(url)).raw_path,
+        "URL(text).raw_path (a URL parsed from a string)": lambda: URL(str(url)).raw_path,
         "limiter.try_acquire + on_answer (unlimited)": gate,
         "parse_rate_limit(headers without a budget)": lambda: parse_rate_limit(plain),
         "structure(key, AccessKey)": lambda: structure(

@@ -440,12 +440,13 @@ def instruction_section(result: dict[str, Any] | None) -> list[str]:
     n1, n2 = s["calls"]
     out = ["## Instructions per call (cachegrind, instant server)", ""]
     out.append(
-        "What one call costs the client in CPU instructions, which, unlike time, does not"
-        " wander with the machine's load: each client in its own process under"
+        "What one call costs the client in CPU instructions, which wander far less than times"
+        " with the machine's load: each client in its own process under"
         " `valgrind --tool=cachegrind --cache-sim=no`, against `benchmarks.canned` (an instant"
         " server in another process, not counted), concurrency"
         f" {s['concurrency']}, at {n1} and {n2} calls: Ir per call = (Ir({n2}) - Ir({n1})) /"
-        f" {n2 - n1}, so start-up and imports cancel. The whole set was measured"
+        f" {n2 - n1}, so start-up and imports cancel (their objects frozen out of the garbage"
+        " collector before the calls, `gc.freeze()`). The whole set was measured"
         f" {s['repeats']} time(s); *spread* is the largest (max - min) / mean of either"
         " client over the repeats. `list-100` lists 100 keys per answer, where parsing and"
         f" building the models dominate. {result.get('valgrind', '')}, Python"
