@@ -1,17 +1,19 @@
 """A canned HTTP/1.1 server: the same answer to every request, as fast as Python can send it.
 
-    python -m benchmarks.canned    # prints CANNED_URL=http://127.0.0.1:PORT, stops on SIGTERM
+    python -m benchmarks.canned             # prints CANNED_URL=http://127.0.0.1:PORT
+    python -m benchmarks.canned --keys 100  # listings of 100 keys instead of 3; SIGTERM stops it
 
 For attributing a client's CPU (``benchmarks.micro``), not for benchmarks of behaviour: with the
 fake server each answer costs about as much CPU as the client's request, so on 2 cores the client
 often waits on the server, and how much CPU it burns per call then depends on that pace (fewer
 answers per event-loop turn, more system calls each). This server answers in a few microseconds,
-so a client is always the bottleneck and its CPU per call is its own. GET gets a 3-key listing,
-anything else one key; keep-alive; no routing, no auth, no state.
+so a client is always the bottleneck and its CPU per call is its own. GET gets a 3-key listing
+(``--keys N``: N keys), anything else one key; keep-alive; no routing, no auth, no state.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import signal
@@ -24,8 +26,13 @@ _KEY = {
     "updated_at": "2026-11-26T14:58:30Z",
     "enabled": True,
 }
-LISTING = json.dumps({"access_keys": [_KEY, {**_KEY, "name": "key-2"}, _KEY], "total": 3})
 ONE_KEY = json.dumps(_KEY)
+
+
+def listing(keys: int) -> str:
+    """``keys`` keys, every second one named apart (3 keys: key-1, key-2, key-1)."""
+    rows = [{**_KEY, "name": "key-2"} if i % 2 else _KEY for i in range(keys)]
+    return json.dumps({"access_keys": rows, "total": keys})
 
 
 def _response(body: str) -> bytes:
@@ -37,7 +44,7 @@ def _response(body: str) -> bytes:
     return head.encode() + data
 
 
-_ANSWERS = {b"GET": _response(LISTING)}
+_ANSWERS = {b"GET": _response(listing(3))}
 _DEFAULT = _response(ONE_KEY)
 
 
@@ -85,4 +92,7 @@ async def serve() -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.canned", description=__doc__)
+    parser.add_argument("--keys", type=int, default=3, help="keys per listing (default 3)")
+    _ANSWERS[b"GET"] = _response(listing(max(0, parser.parse_args().keys)))
     asyncio.run(serve())

@@ -19,7 +19,7 @@ LABELS = {
 COLORS = {"cldprov_async": "#1f77b4", "raw": "#7f7f7f", "official": "#d62728", "classic": "#ff7f0e"}
 #: Figures whose median over rounds is reported.
 FIGURES = ("wall_s", "calls_per_s", "cpu_us_per_call", "p50_ms", "p99_ms", "rss_mb")
-GOAL_WALL, GOAL_CPU, GOAL_SPEEDUP = 1.3, 1.3, 20.0
+GOAL_WALL, GOAL_CPU, GOAL_SPEEDUP, GOAL_INSTRUCTIONS = 1.3, 1.3, 20.0, 1.25
 HEADLINE_CONCURRENCY = 64
 
 Key = tuple[str, int, str]  # (op, concurrency, client)
@@ -104,9 +104,23 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return lines
 
 
-def goals(ratio: Ratios, ops: Sequence[str]) -> list[tuple[str, str, bool]]:
+def goals(
+    ratio: Ratios, ops: Sequence[str], instructions: dict[str, Any] | None = None
+) -> list[tuple[str, str, bool]]:
     """(goal, measured, met) for every goal that was measured in this run."""
     out: list[tuple[str, str, bool]] = []
+    for row in instruction_summary(instructions or {"cases": {}}):
+        if row["case"] not in ("generate", "list", "update"):
+            continue
+        goal = (
+            f"`{row['case']}`: instructions per call ≤ {GOAL_INSTRUCTIONS}x the raw loop's"
+            " (instant server, 3-key pages)"
+        )
+        each = ", ".join(f"{r:.3f}" for r in row["ratios"])
+        measured_ = f"{row['ratio']:.3f}x"
+        if len(row["ratios"]) > 1:
+            measured_ += f" (repeats: {each})"
+        out.append((goal, measured_, row["ratio"] <= GOAL_INSTRUCTIONS))
     c = HEADLINE_CONCURRENCY
 
     def add(goal: str, key: Key, other: str, figure: str, ok: Any, digits: int = 2) -> None:
@@ -223,7 +237,7 @@ def markdown(data: dict[str, Any], chart_name: str | None, analysis: str | None)
         " column shows what was left.",
     ]
     # -- goals
-    measured = goals(ratio, ops)
+    measured = goals(ratio, ops, data.get("instructions"))
     out += ["", f"## Goals (ratios from this run, concurrency {HEADLINE_CONCURRENCY})", ""]
     if measured:
         out += _table(
@@ -299,6 +313,7 @@ def markdown(data: dict[str, Any], chart_name: str | None, analysis: str | None)
                 f" (first: {row['first_error']})"
             )
         out.append("")
+    out += instruction_section(data.get("instructions"))
     # -- imports
     out += ["## Import time", ""]
     out.append(
@@ -491,6 +506,70 @@ def fleet_section(scenarios: list[dict[str, Any]]) -> list[str]:
             f" **{_x(s['shared_over_in_process'])}** the in-process gate's throughput."
         )
     return out
+
+
+def instruction_section(result: dict[str, Any] | None) -> list[str]:
+    """RESULTS.md's section of instructions per call (``benchmarks.instructions``)."""
+    if not result:
+        return []
+    s = result["settings"]
+    n1, n2 = s["calls"]
+    out = ["## Instructions per call (cachegrind, instant server)", ""]
+    out.append(
+        "What one call costs the client in CPU instructions, which wander far less than times"
+        " with the machine's load: each client in its own process under"
+        " `valgrind --tool=cachegrind --cache-sim=no`, against `benchmarks.canned` (an instant"
+        " server in another process, not counted), concurrency"
+        f" {s['concurrency']}, at {n1} and {n2} calls: Ir per call = (Ir({n2}) - Ir({n1})) /"
+        f" {n2 - n1}, so start-up and imports cancel (their objects frozen out of the garbage"
+        " collector before the calls, `gc.freeze()`). The whole set was measured"
+        f" {s['repeats']} time(s); *spread* is the largest (max - min) / mean of either"
+        " client over the repeats. `list-100` lists 100 keys per answer, where parsing and"
+        f" building the models dominate. {result.get('valgrind', '')}, Python"
+        f" {result.get('python', '?')}."
+    )
+    return [*out, "", *instruction_table(result), ""]
+
+
+def instruction_summary(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per case: the mean Ir/call of each client over the repeats, the ratio, the spread."""
+    out = []
+    for case, row in result["cases"].items():
+        mine, theirs = row.get("cldprov_async", []), row.get("raw", [])
+        if not mine or not theirs:
+            continue
+        ours_mean, raw_mean = statistics.fmean(mine), statistics.fmean(theirs)
+        ratios = [a / b for a, b in zip(mine, theirs, strict=False)]
+        out.append(
+            {
+                "case": case,
+                "ours": ours_mean,
+                "raw": raw_mean,
+                "ratio": ours_mean / raw_mean,
+                "ratios": ratios,
+                "spread_pct": max(_spread(mine), _spread(theirs)) * 100,
+            }
+        )
+    return out
+
+
+def _spread(values: Sequence[float]) -> float:
+    return (max(values) - min(values)) / statistics.fmean(values) if len(values) > 1 else 0.0
+
+
+def instruction_table(result: dict[str, Any]) -> list[str]:
+    """The markdown table: Ir per call of each client, ratio per repeat, spread."""
+    lines = [
+        "| case | cldprov_async Ir/call | raw loop Ir/call | ratio | each repeat | spread |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in instruction_summary(result):
+        each = ", ".join(f"{r:.3f}x" for r in row["ratios"])
+        lines.append(
+            f"| `{row['case']}` | {row['ours']:,.0f} | {row['raw']:,.0f} | {row['ratio']:.3f}x"
+            f" | {each} | {row['spread_pct']:.2f} % |"
+        )
+    return lines
 
 
 def draw_chart(data: dict[str, Any], path: Path) -> bool:

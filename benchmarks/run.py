@@ -22,6 +22,7 @@ import platform
 import re
 import resource
 import select
+import shutil
 import signal
 import statistics
 import subprocess
@@ -86,6 +87,10 @@ class Settings:
     #: this many cores busy meanwhile.
     max_other_load: float = 0.3
     retries: int = 2
+    #: Instructions per call under cachegrind (``benchmarks.instructions``): ~15 minutes.
+    instructions: bool = True
+    instruction_calls: list[int] = field(default_factory=lambda: [500, 1500])
+    instruction_repeats: int = 2
     quick: bool = False
 
     def calls_for(self, client: str, concurrency: int) -> int:
@@ -492,6 +497,16 @@ def parser() -> argparse.ArgumentParser:
         help="smoke size: 40 calls, 1 round, concurrency 1,8, cldprov_async and raw, generate,"
         " no scenarios (explicit options still win)",
     )
+    p.add_argument(
+        "--no-instructions",
+        action="store_true",
+        help="skip the instructions per call under valgrind (about 15 minutes; --quick skips it)",
+    )
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per call even with --quick (at 20,60 calls, one repeat)",
+    )
     p.add_argument("--out", type=Path, default=HERE, help="where to write (default benchmarks/)")
     p.add_argument("--no-chart", action="store_true", help="skip results.png")
     p.add_argument(
@@ -510,6 +525,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         settings.rounds, settings.concurrency = 1, [1, 8]
         settings.clients, settings.ops, settings.scenarios = ["cldprov_async", "raw"], [OPS[0]], []
         settings.import_repeats, settings.retries = 1, 0
+        settings.instructions = args.instructions
+        settings.instruction_calls, settings.instruction_repeats = [20, 60], 1
     for name, attr in (
         ("calls", "calls"),
         ("calls_at_1", "calls_at_1"),
@@ -532,10 +549,27 @@ def settings_from(args: argparse.Namespace) -> Settings:
         value = getattr(args, name)
         if value is not None:
             setattr(settings, attr, value)
+    if args.no_instructions:
+        settings.instructions = False
     for name in ("calls", "calls_at_1", "official_calls", "classic_calls", "rounds"):
         if getattr(settings, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
     return settings
+
+
+def count_instructions(settings: Settings, notes: list[str]) -> dict[str, Any] | None:
+    """Instructions per call of cldprov_async and the raw loop (None when skipped)."""
+    if not settings.instructions:
+        return None
+    from benchmarks import instructions  # it imports this module: not at the top
+
+    if shutil.which("valgrind") is None:
+        notes.append("Instructions per call skipped: valgrind is not installed.")
+        log(notes[-1])
+        return None
+    n1, n2 = settings.instruction_calls
+    counted = instructions.Settings(calls=(n1, n2), repeats=settings.instruction_repeats)
+    return instructions.measure(counted, None, log=log)
 
 
 def available(client: str) -> bool:
@@ -562,6 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     imports = {c: import_times(c, settings.import_repeats) for c in settings.clients}
     runs = run_benchmarks(settings, failures)
     scenarios = run_scenarios(settings, failures)
+    instructions = count_instructions(settings, notes)
     elapsed = time.perf_counter() - started
     data = {
         "machine": machine(),
@@ -572,6 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "imports": imports,
         "runs": runs,
         "scenarios": scenarios,
+        "instructions": instructions,
         "failures": failures,
         "notes": notes,
     }
