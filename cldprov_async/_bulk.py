@@ -32,6 +32,7 @@ from ._rotation import (
     RotationResult,
     Verify,
     check_rotate_options,
+    log_failure,
     rotate_listed,
     run_name,
 )
@@ -215,24 +216,16 @@ async def _one(
 
 async def _steps(api: AccessKeyOperations, sub: str, opts: _Options) -> RotationResult:
     try:
-        if not opts.dry_run and opts.max_age is None:
-            return await rotate_listed(
-                api,
-                sub,
-                None,
-                name=opts.name,
-                retire=opts.retire,
-                verify=opts.verify,
-                retries=opts.retries,
-            )
-        listing = await api.list({"sub_account_id": sub}, retries=opts.retries, priority="bulk")
-        keys = listing.access_keys
-        if opts.max_age is not None:
-            reason = policy_skip(keys, opts.name, opts.max_age, datetime.now(UTC))
-            if reason is not None:
-                return RotationResult(sub, skipped=reason)
-        if opts.dry_run:
-            return RotationResult(sub, plan=plan_rotation(keys, opts.name, opts.retire))
+        keys: Sequence[AccessKey] | None = None  # rotate_listed lists them when we need not
+        if opts.dry_run or opts.max_age is not None:
+            listing = await api.list({"sub_account_id": sub}, retries=opts.retries, priority="bulk")
+            keys = listing.access_keys
+            if opts.max_age is not None:
+                reason = policy_skip(keys, opts.name, opts.max_age, datetime.now(UTC))
+                if reason is not None:
+                    return RotationResult(sub, skipped=reason)
+            if opts.dry_run:
+                return RotationResult(sub, plan=plan_rotation(keys, opts.name, opts.retire))
         return await rotate_listed(
             api,
             sub,
@@ -243,14 +236,7 @@ async def _steps(api: AccessKeyOperations, sub: str, opts: _Options) -> Rotation
             retries=opts.retries,
         )
     except CldProvisioningError as exc:
-        log.warning(
-            "rotation of %s failed: %s",
-            sub,
-            exc,
-            extra=telemetry.log_extra(
-                ROTATE, exc.method, exc.path, status=exc.status_code, sub_account_id=sub
-            ),
-        )
+        log_failure(sub, exc)
         return RotationResult(sub, error=exc)
     except Exception as exc:  # a bug or an odd verify: still only this one fails
         log.exception(

@@ -205,16 +205,21 @@ async def rotate_listed(
                 if old.enabled:
                     retired.append(await _retire(api, sub_account_id, old, retire, retries))
     except CldProvisioningError as exc:
-        log.warning(
-            "rotation of %s failed: %s",
-            sub_account_id,
-            exc,
-            extra=telemetry.log_extra(
-                ROTATE, exc.method, exc.path, status=exc.status_code, sub_account_id=sub_account_id
-            ),
-        )
+        log_failure(sub_account_id, exc)
         return RotationResult(sub_account_id, new_key, tuple(retired), exc)
     return RotationResult(sub_account_id, new_key, tuple(retired))
+
+
+def log_failure(sub_account_id: str, exc: CldProvisioningError) -> None:
+    """One warning per failed environment, its facts as record attributes too."""
+    log.warning(
+        "rotation of %s failed: %s",
+        sub_account_id,
+        exc,
+        extra=telemetry.log_extra(
+            ROTATE, exc.method, exc.path, status=exc.status_code, sub_account_id=sub_account_id
+        ),
+    )
 
 
 # -- steps ---------------------------------------------------------------------------------
