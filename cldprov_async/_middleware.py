@@ -26,6 +26,7 @@ from attrs import define, field
 from . import _telemetry as telemetry
 from ._config import RetryConfig
 from ._gate import RATE_LIMITED, Gate, backoff
+from ._watchdog import Watchdog
 from .errors import (
     APIError,
     CldProvisioningError,
@@ -124,6 +125,8 @@ class RateLimitMiddleware:
     def __init__(self, limiter: Gate, max_connections: int) -> None:
         self.limiter = limiter
         self._slots = asyncio.Semaphore(max_connections)
+        #: Every attempt's timeout on one timer (``asyncio.timeout`` costs one each).
+        self._watchdog = Watchdog()
 
     async def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         call = current_call.get()
@@ -147,16 +150,17 @@ class RateLimitMiddleware:
             try:
                 # The slots queue callers first come, first served: aiohttp's own pool
                 # does not, and past its limit it starves the earliest callers.
-                async with self._slots, asyncio.timeout(call.timeout):
-                    resp = await handler(req)
-                    status = call.status = resp.status
-                    limiter.on_answer(resp.headers, status)
-                    answered = True
-                    wait = self._retry_wait(resp, method, call, n_backoff)
-                    if wait is None:
-                        await read_answer(resp, call, method, path)
-                        telemetry.attempt(call.operation, _final_outcome(status))
-                        return resp
+                async with self._slots:
+                    with self._watchdog.watch(call.timeout):
+                        resp = await handler(req)
+                        status = call.status = resp.status
+                        limiter.on_answer(resp.headers, status)
+                        answered = True
+                        wait = self._retry_wait(resp, method, call, n_backoff)
+                        if wait is None:
+                            await read_answer(resp, call, method, path)
+                            telemetry.attempt(call.operation, _final_outcome(status))
+                            return resp
             except (aiohttp.ClientError, TimeoutError, GarbledBodyError) as exc:
                 if resp is not None:
                     resp.close()
