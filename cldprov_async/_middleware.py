@@ -26,6 +26,7 @@ from attrs import define, field
 from . import _telemetry as telemetry
 from ._config import RetryConfig
 from ._gate import RATE_LIMITED, Gate, backoff
+from ._slots import Slots
 from ._watchdog import Watchdog
 from .errors import (
     APIError,
@@ -124,7 +125,7 @@ class RateLimitMiddleware:
 
     def __init__(self, limiter: Gate, max_connections: int) -> None:
         self.limiter = limiter
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots = Slots(max_connections)
         #: Every attempt's timeout on one timer (``asyncio.timeout`` costs one each).
         self._watchdog = Watchdog()
 
@@ -132,7 +133,7 @@ class RateLimitMiddleware:
         call = current_call.get()
         if call is None:
             return await handler(req)  # not one of ours
-        limiter, retry = self.limiter, call.retry
+        limiter, retry, slots = self.limiter, call.retry, self._slots
         method, path = req.method, req.url.raw_path
         loop = asyncio.get_running_loop()
         n_backoff = 0
@@ -150,7 +151,9 @@ class RateLimitMiddleware:
             try:
                 # The slots queue callers first come, first served: aiohttp's own pool
                 # does not, and past its limit it starves the earliest callers.
-                async with self._slots:
+                if not slots.take_now():
+                    await slots.take()
+                try:
                     with self._watchdog.watch(call.timeout):
                         resp = await handler(req)
                         status = call.status = resp.status
@@ -161,6 +164,8 @@ class RateLimitMiddleware:
                             await read_answer(resp, call, method, path)
                             telemetry.attempt(call.operation, _final_outcome(status))
                             return resp
+                finally:
+                    slots.give()
             except (aiohttp.ClientError, TimeoutError, GarbledBodyError) as exc:
                 if resp is not None:
                     resp.close()

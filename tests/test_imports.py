@@ -43,6 +43,7 @@ LAYERS: list[set[str]] = [
         "cldprov_async._snapshot",
         "cldprov_async._version",
         "cldprov_async._watchdog",
+        "cldprov_async._slots",
     },
 ]
 
