@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
@@ -32,12 +33,20 @@ def segment(value: str) -> str:
     return encoded.replace(".", "%2E") if encoded.strip(".") == "" else encoded
 
 
+#: ``call_options`` when nothing is set (most calls): one shared, read-only mapping.
+_DEFAULT_OPTIONS: Mapping[str, Any] = MappingProxyType(
+    {"retries": None, "timeout_ms": None, "http_headers": None, "priority": "normal"}
+)
+
+
 def call_options(
     retries: RetryConfig | None,
     timeout_ms: float | None,
     http_headers: Mapping[str, str] | None,
     priority: Priority = "normal",
-) -> dict[str, Any]:
+) -> Mapping[str, Any]:
+    if retries is None and timeout_ms is None and http_headers is None and priority == "normal":
+        return _DEFAULT_OPTIONS
     if priority not in ("normal", "bulk"):
         raise ValueError(f"priority must be 'normal' or 'bulk', not {priority!r}")
     if retries is not None and not isinstance(retries, RetryConfig):
