@@ -11,6 +11,7 @@ Imports: the session, telemetry, converter, config and errors; nothing above the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
@@ -27,8 +28,14 @@ T = TypeVar("T")
 Priority = Literal["normal", "bulk"]
 
 
+#: Text ``quote(safe="")`` leaves as it is, and not only dots: most ids, passed through.
+_PLAIN = re.compile(r"(?=[A-Za-z0-9_.~-]*[A-Za-z0-9_~-])[A-Za-z0-9_.~-]+").fullmatch
+
+
 def segment(value: str) -> str:
     """Percent-encode a path parameter so it cannot leave its segment ("/", "?", "..")."""
+    if _PLAIN(value) is not None:
+        return value
     encoded = quote(value, safe="")
     return encoded.replace(".", "%2E") if encoded.strip(".") == "" else encoded
 
