@@ -64,8 +64,9 @@ class AccessKeyOperations(Operations):
     ) -> AccessKeysResponse:
         """Keys of one product environment; all of them unless ``page``/``page_size`` is set."""
         if type(request) is dict and len(request) == 1 and "sub_account_id" in request:
-            # The common call, all keys of one environment: no model to build, no query.
-            sub_account_id = check_id(request["sub_account_id"], "sub_account_id")
+            # The common call, all keys of one environment: no model to build, no query
+            # (the id is checked by _keys_path, with the same message).
+            sub_account_id = request["sub_account_id"]
             params: dict[str, str] | None = None
         else:
             req = coerce_request(GetAccessKeysRequest, request, "request")
@@ -80,8 +81,8 @@ class AccessKeyOperations(Operations):
                 )
                 if v is not None
             }
-        opts = call_options(retries, timeout_ms, http_headers, priority)
         path = self._keys_path(sub_account_id)
+        opts = call_options(retries, timeout_ms, http_headers, priority)
         return await self._call(
             "GET",
             path,

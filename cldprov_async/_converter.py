@@ -143,7 +143,11 @@ for _request in (AccessKeyRequest, AccessKeyUpdateRequest):
 
 
 def _opt_str(value: Any, _: type) -> str | None:
-    return None if value is None else _str(value, str)
+    return value if value is None or isinstance(value, str) else _str(value, str)
+
+
+def _fast_name(value: Any, _: type) -> str:
+    return value if isinstance(value, str) else _name(value, str)
 
 
 def _opt_int(value: Any, _: type) -> int | None:
@@ -154,7 +158,7 @@ _fast_key = make_dict_structure_fn(
     AccessKey,
     converter,
     _cattrs_detailed_validation=False,
-    name=override(struct_hook=_name),
+    name=override(struct_hook=_fast_name),
     api_secret=override(struct_hook=_opt_str),
 )
 

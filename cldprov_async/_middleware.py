@@ -41,6 +41,8 @@ log = logging.getLogger("cldprov_async")
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRYABLE_5XX = frozenset({500, 502, 503, 504})
+#: Statuses that may be retried at all (the common answer skips ``_retry_wait``).
+_MAY_RETRY = RATE_LIMITED | RETRYABLE_5XX
 
 
 @define
@@ -77,13 +79,6 @@ class GarbledBodyError(Exception):
         self.text = body.decode("utf-8", "replace")
 
 
-def _decode(body: bytes, status: int) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        raise GarbledBodyError(status, body) from None
-
-
 def _never_sent(exc: BaseException) -> bool:
     """True only when the request provably did not reach the server."""
     return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
@@ -117,7 +112,10 @@ async def read_answer(resp: ClientResponse, call: CallContext, method: str, path
     else:
         call.body = await _read_capped(resp, call.max_bytes, method, path)
     if 200 <= resp.status < 300:
-        call.data = _decode(call.body, resp.status)
+        try:
+            call.data = json.loads(call.body)
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+            raise GarbledBodyError(resp.status, call.body) from None
 
 
 class RateLimitMiddleware:
@@ -159,7 +157,11 @@ class RateLimitMiddleware:
                         status = call.status = resp.status
                         limiter.on_answer(resp.headers, status)
                         answered = True
-                        wait = self._retry_wait(resp, method, call, n_backoff)
+                        wait = (
+                            self._retry_wait(resp, method, call, n_backoff)
+                            if status in _MAY_RETRY
+                            else None
+                        )
                         if wait is None:
                             await read_answer(resp, call, method, path)
                             telemetry.attempt(call.operation, _final_outcome(status))

@@ -15,6 +15,7 @@ import contextlib
 import platform
 import warnings
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -37,6 +38,7 @@ USER_AGENT = (
     f"cldprov-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 )
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
 
 
 #: Request URLs kept per path (a client talks to few paths; cleared when this many).
@@ -150,7 +152,7 @@ class Session:
             url = self._urls[path] = self.base_url.with_path(self._base_path + path, encoded=True)
         if params:
             url = url.with_query(params)
-        extra: dict[str, Any] = {}
+        extra: Mapping[str, Any] = _NO_EXTRA
         if self._borrowed is not None:
             # A borrowed session has its own middlewares and timeout; use ours for our calls.
             extra = {

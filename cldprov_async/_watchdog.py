@@ -57,7 +57,18 @@ class Watch:
         self.task = task
         self._cancelling = task.cancelling()
         self._state = _ACTIVE
-        self._dog._add(self)
+        dog = self._dog
+        loop = asyncio.get_running_loop()
+        if loop is not dog._loop:
+            dog._reset(loop)
+        deadline = self.deadline = loop.time() + self._timeout
+        if deadline >= dog._last:  # the usual case: in order, O(1) in and out
+            dog._ordered[self] = None
+            dog._last = deadline
+        else:
+            dog._add_early(self)
+        if deadline < dog._timer_at:
+            dog._arm(loop, deadline)
         return self
 
     def __exit__(
@@ -69,7 +80,14 @@ class Watch:
         task, self.task = self.task, None  # nothing pinned once the block is over
         if self._state == _ACTIVE:
             self._state = _EXITED
-            self._dog._drop(self)
+            dog = self._dog
+            if self._early:
+                dog._drop_early()
+            else:
+                ordered = dog._ordered
+                del ordered[self]
+                if not ordered:
+                    dog._last = -math.inf
             return
         # Expired: the timer cancelled the task. Ours to turn into TimeoutError unless
         # someone else asked for a cancellation too.
@@ -126,27 +144,12 @@ class Watchdog:
 
     # -- bookkeeping -------------------------------------------------------------------------
 
-    def _add(self, watch: Watch) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._reset(loop)
-        deadline = watch.deadline = loop.time() + watch._timeout
-        if deadline >= self._last:
-            self._ordered[watch] = None
-            self._last = deadline
-        else:
-            watch._early = True
-            self._seq += 1
-            heapq.heappush(self._early, (deadline, self._seq, watch))
-        if deadline < self._timer_at:
-            self._arm(loop, deadline)
+    def _add_early(self, watch: Watch) -> None:
+        watch._early = True
+        self._seq += 1
+        heapq.heappush(self._early, (watch.deadline, self._seq, watch))
 
-    def _drop(self, watch: Watch) -> None:
-        if not watch._early:
-            del self._ordered[watch]
-            if not self._ordered:
-                self._last = -math.inf
-            return
+    def _drop_early(self) -> None:
         self._early_done += 1
         if self._early_done > _COMPACT_AT and self._early_done * 2 > len(self._early):
             self._early = [e for e in self._early if e[2]._state == _ACTIVE]
