@@ -102,6 +102,10 @@ class Watch:
         self.task.cancel()
 
 
+def _deadline(watch: Watch) -> float:
+    return watch.deadline
+
+
 class _NoWatch:
     """``watch(None)``: no deadline, nothing to do."""
 
@@ -168,22 +172,27 @@ class Watchdog:
         loop = self._loop
         assert loop is not None
         now = loop.time()
+        due: list[Watch] = []
         ordered = self._ordered
         while ordered:
             first = next(iter(ordered))
             if first.deadline > now:
                 break
             del ordered[first]
-            first._expire()
+            due.append(first)
         if not ordered:
             self._last = -math.inf
         early = self._early
-        while early and early[0][0] <= now:
-            watch = heapq.heappop(early)[2]
-            if watch._state == _ACTIVE:
-                watch._expire()
-            else:
-                self._early_done -= 1
+        if early and early[0][0] <= now:
+            while early and early[0][0] <= now:
+                watch = heapq.heappop(early)[2]
+                if watch._state == _ACTIVE:
+                    due.append(watch)
+                else:
+                    self._early_done -= 1
+            due.sort(key=_deadline)  # both kinds due at once: still in deadline order
+        for watch in due:
+            watch._expire()
         when = next(iter(ordered)).deadline if ordered else math.inf
         if early:
             when = min(when, early[0][0])

@@ -9,8 +9,8 @@ that sleep for seconds.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
+import time
 
 import pytest
 
@@ -132,13 +132,15 @@ async def test_cancellation_at_the_deadline_matches_asyncio_timeout() -> None:
             outcome[kind] = type(exc).__name__
             raise
 
+    loop = asyncio.get_running_loop()
     for kind in ("asyncio", "watchdog"):
         dog = Watchdog()
         task = asyncio.create_task(body(kind, dog))
-        await asyncio.sleep(0.045)
-        # cancel from a callback due at the deadline itself: same turn as the timer
-        loop = asyncio.get_running_loop()
-        loop.call_at(loop.time() + 0.005, task.cancel)
+        await asyncio.sleep(0)  # the task is inside its block now
+        loop.call_at(loop.time() + 0.04, task.cancel)
+        # Hold the loop past both moments: its next turn runs the deadline's timer and the
+        # caller's cancel together, before the task runs again. Deterministic, not a race.
+        time.sleep(0.2)  # noqa: ASYNC251 - blocking on purpose
         with pytest.raises(asyncio.CancelledError):
             await task
     assert outcome["asyncio"] == outcome["watchdog"]
@@ -247,8 +249,8 @@ async def test_random_cancellations_keep_order_and_leave_nothing() -> None:
     # Noticed in deadline order (ties and a loop turn apart aside) and never early.
     for deadline, noticed in expired_at:
         assert noticed >= deadline - 0.001
-    noticed_order = [d for d, _ in sorted(expired_at, key=lambda x: x[1])]
-    assert all(b >= a - 0.02 for a, b in itertools.pairwise(noticed_order))
+    # Expiries reach their tasks in deadline order (the tasks run in the order cancelled).
+    assert [d for d, _ in expired_at] == sorted(d for d, _ in expired_at)
     assert len(dog) == 0 or all(e[2].expired() or not e[2].task for e in dog._early)
     assert not dog._ordered
 
