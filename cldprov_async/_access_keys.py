@@ -63,25 +63,32 @@ class AccessKeyOperations(Operations):
         priority: Priority = "normal",
     ) -> AccessKeysResponse:
         """Keys of one product environment; all of them unless ``page``/``page_size`` is set."""
-        req = coerce_request(GetAccessKeysRequest, request, "request")
-        params = {
-            k: str(v)
-            for k, v in (
-                ("page_size", req.page_size),
-                ("page", req.page),
-                ("sort_by", req.sort_by),
-                ("sort_order", req.sort_order),
-            )
-            if v is not None
-        }
+        if type(request) is dict and len(request) == 1 and "sub_account_id" in request:
+            # The common call, all keys of one environment: no model to build, no query
+            # (the id is checked by _keys_path, with the same message).
+            sub_account_id = request["sub_account_id"]
+            params: dict[str, str] | None = None
+        else:
+            req = coerce_request(GetAccessKeysRequest, request, "request")
+            sub_account_id = req.sub_account_id
+            params = {
+                k: str(v)
+                for k, v in (
+                    ("page_size", req.page_size),
+                    ("page", req.page),
+                    ("sort_by", req.sort_by),
+                    ("sort_order", req.sort_order),
+                )
+                if v is not None
+            }
+        path = self._keys_path(sub_account_id)
         opts = call_options(retries, timeout_ms, http_headers, priority)
-        path = self._keys_path(req.sub_account_id)
         return await self._call(
             "GET",
             path,
             AccessKeysResponse,
             operation="access_keys.list",
-            sub_account_id=req.sub_account_id,
+            sub_account_id=sub_account_id,
             params=params,
             **opts,
         )
@@ -107,7 +114,7 @@ class AccessKeyOperations(Operations):
             return await self._generate(sub_account_id, path, body, opts)
 
     async def _generate(
-        self, sub_account_id: str, path: str, body: AccessKeyRequest, opts: dict[str, Any]
+        self, sub_account_id: str, path: str, body: AccessKeyRequest, opts: Mapping[str, Any]
     ) -> AccessKey:
         started = time.time()
         try:
@@ -214,7 +221,7 @@ class AccessKeyOperations(Operations):
         body: AccessKeyRequest,
         started: float,
         first: Exception,
-        opts: dict[str, Any],
+        opts: Mapping[str, Any],
     ) -> AccessKey:
         """Find out whether an unanswered generate created its (named) key; never create two."""
         retry: RetryConfig = opts["retries"] or self.default_retry
@@ -251,7 +258,7 @@ class AccessKeyOperations(Operations):
         ) from last
 
     async def _created_by_us(
-        self, sub_account_id: str, body: AccessKeyRequest, started: float, opts: dict[str, Any]
+        self, sub_account_id: str, body: AccessKeyRequest, started: float, opts: Mapping[str, Any]
     ) -> AccessKey | None:
         """The key named ``body.name`` if it was created since this generate began."""
         # Made on the caller's behalf: it belongs to (and is logged as) their generate.

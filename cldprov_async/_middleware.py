@@ -26,6 +26,8 @@ from attrs import define, field
 from . import _telemetry as telemetry
 from ._config import RetryConfig
 from ._gate import RATE_LIMITED, Gate, backoff
+from ._slots import Slots
+from ._watchdog import Watchdog
 from .errors import (
     APIError,
     CldProvisioningError,
@@ -39,6 +41,8 @@ log = logging.getLogger("cldprov_async")
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRYABLE_5XX = frozenset({500, 502, 503, 504})
+#: Statuses that may be retried at all (the common answer skips ``_retry_wait``).
+_MAY_RETRY = RATE_LIMITED | RETRYABLE_5XX
 
 
 @define
@@ -75,13 +79,6 @@ class GarbledBodyError(Exception):
         self.text = body.decode("utf-8", "replace")
 
 
-def _decode(body: bytes, status: int) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        raise GarbledBodyError(status, body) from None
-
-
 def _never_sent(exc: BaseException) -> bool:
     """True only when the request provably did not reach the server."""
     return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
@@ -115,7 +112,10 @@ async def read_answer(resp: ClientResponse, call: CallContext, method: str, path
     else:
         call.body = await _read_capped(resp, call.max_bytes, method, path)
     if 200 <= resp.status < 300:
-        call.data = _decode(call.body, resp.status)
+        try:
+            call.data = json.loads(call.body)
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+            raise GarbledBodyError(resp.status, call.body) from None
 
 
 class RateLimitMiddleware:
@@ -123,13 +123,15 @@ class RateLimitMiddleware:
 
     def __init__(self, limiter: Gate, max_connections: int) -> None:
         self.limiter = limiter
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots = Slots(max_connections)
+        #: Every attempt's timeout on one timer (``asyncio.timeout`` costs one each).
+        self._watchdog = Watchdog()
 
     async def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         call = current_call.get()
         if call is None:
             return await handler(req)  # not one of ours
-        limiter, retry = self.limiter, call.retry
+        limiter, retry, slots = self.limiter, call.retry, self._slots
         method, path = req.method, req.url.raw_path
         loop = asyncio.get_running_loop()
         n_backoff = 0
@@ -147,16 +149,25 @@ class RateLimitMiddleware:
             try:
                 # The slots queue callers first come, first served: aiohttp's own pool
                 # does not, and past its limit it starves the earliest callers.
-                async with self._slots, asyncio.timeout(call.timeout):
-                    resp = await handler(req)
-                    status = call.status = resp.status
-                    limiter.on_answer(resp.headers, status)
-                    answered = True
-                    wait = self._retry_wait(resp, method, call, n_backoff)
-                    if wait is None:
-                        await read_answer(resp, call, method, path)
-                        telemetry.attempt(call.operation, _final_outcome(status))
-                        return resp
+                if not slots.take_now():
+                    await slots.take()
+                try:
+                    with self._watchdog.watch(call.timeout):
+                        resp = await handler(req)
+                        status = call.status = resp.status
+                        limiter.on_answer(resp.headers, status)
+                        answered = True
+                        wait = (
+                            self._retry_wait(resp, method, call, n_backoff)
+                            if status in _MAY_RETRY
+                            else None
+                        )
+                        if wait is None:
+                            await read_answer(resp, call, method, path)
+                            telemetry.attempt(call.operation, _final_outcome(status))
+                            return resp
+                finally:
+                    slots.give()
             except (aiohttp.ClientError, TimeoutError, GarbledBodyError) as exc:
                 if resp is not None:
                     resp.close()

@@ -11,7 +11,9 @@ Imports: the session, telemetry, converter, config and errors; nothing above the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
@@ -26,10 +28,22 @@ T = TypeVar("T")
 Priority = Literal["normal", "bulk"]
 
 
+#: Text ``quote(safe="")`` leaves as it is, and not only dots: most ids, passed through.
+_PLAIN = re.compile(r"(?=[A-Za-z0-9_.~-]*[A-Za-z0-9_~-])[A-Za-z0-9_.~-]+").fullmatch
+
+
 def segment(value: str) -> str:
     """Percent-encode a path parameter so it cannot leave its segment ("/", "?", "..")."""
+    if _PLAIN(value) is not None:
+        return value
     encoded = quote(value, safe="")
     return encoded.replace(".", "%2E") if encoded.strip(".") == "" else encoded
+
+
+#: ``call_options`` when nothing is set (most calls): one shared, read-only mapping.
+_DEFAULT_OPTIONS: Mapping[str, Any] = MappingProxyType(
+    {"retries": None, "timeout_ms": None, "http_headers": None, "priority": "normal"}
+)
 
 
 def call_options(
@@ -37,7 +51,9 @@ def call_options(
     timeout_ms: float | None,
     http_headers: Mapping[str, str] | None,
     priority: Priority = "normal",
-) -> dict[str, Any]:
+) -> Mapping[str, Any]:
+    if retries is None and timeout_ms is None and http_headers is None and priority == "normal":
+        return _DEFAULT_OPTIONS
     if priority not in ("normal", "bulk"):
         raise ValueError(f"priority must be 'normal' or 'bulk', not {priority!r}")
     if retries is not None and not isinstance(retries, RetryConfig):

@@ -15,10 +15,10 @@ import contextlib
 import platform
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import aiohttp
-from attrs import field, frozen
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -38,19 +38,26 @@ USER_AGENT = (
     f"cldprov-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 )
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
 
 
-@frozen
-class Reply:
-    """A finished exchange: status, headers and the whole body."""
+#: Request URLs kept per path (a client talks to few paths; cleared when this many).
+_URL_CACHE_SIZE = 1024
+
+
+class Reply(NamedTuple):
+    """A finished exchange: status, headers and the whole body (a tuple: built per call)."""
 
     method: str
     path: str
     status: int
     headers: CIMultiDictProxy[str]
-    body: bytes = field(repr=False)  # may hold secrets
+    body: bytes  # may hold secrets: not in repr
     #: The decoded JSON when the status is 2xx.
-    data: Any = field(repr=False)
+    data: Any
+
+    def __repr__(self) -> str:
+        return f"Reply(method={self.method!r}, path={self.path!r}, status={self.status!r})"
 
 
 class Session:
@@ -88,6 +95,7 @@ class Session:
             "User-Agent": USER_AGENT,
         }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._urls: dict[str, URL] = {}
 
     @property
     def closed(self) -> bool:
@@ -137,10 +145,14 @@ class Session:
         headers: Mapping[str, str] = self._headers if body is None else self._json_headers
         if http_headers:
             headers = {**headers, **http_headers}
-        url = self.base_url.with_path(self._base_path + path, encoded=True)
+        url = self._urls.get(path)
+        if url is None:
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            url = self._urls[path] = self.base_url.with_path(self._base_path + path, encoded=True)
         if params:
             url = url.with_query(params)
-        extra: dict[str, Any] = {}
+        extra: Mapping[str, Any] = _NO_EXTRA
         if self._borrowed is not None:
             # A borrowed session has its own middlewares and timeout; use ours for our calls.
             extra = {

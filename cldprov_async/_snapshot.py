@@ -28,8 +28,7 @@ class RateLimit:
     reset_at: datetime | None
 
 
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    raw = headers.get(name)
+def _int_header(raw: str | None) -> int | None:
     if raw is None:
         return None
     try:
@@ -53,9 +52,12 @@ def _date(raw: str | None) -> datetime | None:
 
 def parse_rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
     """The X-FeatureRateLimit-* headers; garbage in a header counts as that header missing."""
-    limit = _int_header(headers, _H_LIMIT)
-    remaining = _int_header(headers, _H_REMAINING)
-    reset_at = _date(headers.get(_H_RESET))
+    raw_limit, raw_remaining = headers.get(_H_LIMIT), headers.get(_H_REMAINING)
+    raw_reset = headers.get(_H_RESET)
+    if raw_limit is None and raw_remaining is None and not raw_reset:
+        return None  # a server that does not announce a budget: every answer, cheaply
+    limit, remaining = _int_header(raw_limit), _int_header(raw_remaining)
+    reset_at = _date(raw_reset)
     if limit is None and remaining is None and reset_at is None:
         return None
     return RateLimit(limit, remaining, reset_at)

@@ -39,7 +39,12 @@ LAYERS: list[set[str]] = [
     {"cldprov_async._converter"},
     {"cldprov_async.models", "cldprov_async._budget"},
     {"cldprov_async.errors", "cldprov_async._config"},
-    {"cldprov_async._snapshot", "cldprov_async._version"},
+    {
+        "cldprov_async._snapshot",
+        "cldprov_async._version",
+        "cldprov_async._watchdog",
+        "cldprov_async._slots",
+    },
 ]
 
 
