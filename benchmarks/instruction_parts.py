@@ -50,7 +50,6 @@ def pieces() -> dict[str, Callable[[], object]]:
     from cldprov_async._gate import RateLimiter
     from cldprov_async._middleware import CallContext
     from cldprov_async._operation import call_options, segment
-    from cldprov_async._session import Reply
     from cldprov_async._snapshot import parse_rate_limit
     from cldprov_async.models import (
         AccessKey,
@@ -103,7 +102,6 @@ def pieces() -> dict[str, Callable[[], object]]:
         "CallContext(...)": lambda: CallContext(
             retry=retry, timeout=30.0, max_bytes=4 << 20, deadline=1.0
         ),
-        "Reply(...)": lambda: Reply("GET", path, 200, plain, b"", None),
         "call_options(None, None, None)": lambda: call_options(None, None, None),
         "coerce_request(GetAccessKeysRequest, {sub_account_id})": lambda: coerce_request(
             GetAccessKeysRequest, {"sub_account_id": "sub-1"}, "request"

@@ -20,6 +20,7 @@ from . import _telemetry as telemetry
 from ._config import RetryConfig
 from ._gate import backoff
 from ._operation import Operations, Priority, call_options, segment
+from ._session import Session
 from .errors import (
     APIError,
     CldProvisioningError,
@@ -37,6 +38,8 @@ from .models import (
     coerce_request,
 )
 
+#: Paths kept per client (``_keys_path``); past this the cache starts over.
+_PATH_CACHE_SIZE = 1024
 #: How much older than our first attempt a key found by name after a 409 may look and
 #: still be ours (clock skew between this machine and the server).
 _CLOCK_SKEW = 300.0
@@ -50,6 +53,10 @@ def _outcome_unknown(exc: CldProvisioningError) -> bool:
 
 class AccessKeyOperations(Operations):
     """List, generate, update and delete a product environment's access keys."""
+
+    def __init__(self, session: Session, account_id: str) -> None:
+        super().__init__(session, account_id)
+        self._paths: dict[str, str] = {}  # sub_account_id -> its keys' path (bounded)
 
     # -- the five operations ---------------------------------------------------------------
 
@@ -82,7 +89,10 @@ class AccessKeyOperations(Operations):
                 if v is not None
             }
         path = self._keys_path(sub_account_id)
-        opts = call_options(retries, timeout_ms, http_headers, priority)
+        if retries is None and timeout_ms is None and http_headers is None and priority == "normal":
+            opts = None  # the common call: the defaults, nothing to check or pass
+        else:
+            opts = call_options(retries, timeout_ms, http_headers, priority)
         return await self._call(
             "GET",
             path,
@@ -90,7 +100,7 @@ class AccessKeyOperations(Operations):
             operation="access_keys.list",
             sub_account_id=sub_account_id,
             params=params,
-            **opts,
+            **(opts or {}),
         )
 
     async def generate(
@@ -110,8 +120,14 @@ class AccessKeyOperations(Operations):
         opts = call_options(retries, timeout_ms, http_headers, priority)
         path = self._keys_path(sub_account_id)
         # One span for the whole call, its resolution by name included.
-        with telemetry.operation(_GENERATE, sub_account_id):
-            return await self._generate(sub_account_id, path, body, opts)
+        scope = telemetry.start(_GENERATE, sub_account_id)
+        try:
+            key = await self._generate(sub_account_id, path, body, opts)
+        except BaseException as exc:
+            telemetry.finish(scope, exc)
+            raise
+        telemetry.finish(scope, None)
+        return key
 
     async def _generate(
         self, sub_account_id: str, path: str, body: AccessKeyRequest, opts: Mapping[str, Any]
@@ -208,8 +224,15 @@ class AccessKeyOperations(Operations):
     # -- paths and generate's resolution ---------------------------------------------------
 
     def _keys_path(self, sub_account_id: str) -> str:
-        check_id(sub_account_id, "sub_account_id")
-        return f"{self._account_path}/sub_accounts/{segment(sub_account_id)}/access_keys"
+        """The keys' path of an environment; checked and encoded once per id (cached)."""
+        path = self._paths.get(sub_account_id) if type(sub_account_id) is str else None
+        if path is None:
+            check_id(sub_account_id, "sub_account_id")
+            path = f"{self._account_path}/sub_accounts/{segment(sub_account_id)}/access_keys"
+            if len(self._paths) >= _PATH_CACHE_SIZE:
+                self._paths.clear()
+            self._paths[sub_account_id] = path
+        return path
 
     def _key_path(self, sub_account_id: str, key: str) -> str:
         check_id(key, "key")

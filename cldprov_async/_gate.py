@@ -174,6 +174,9 @@ class RateLimiter:
         """A permit at once if one is free and nobody queues before us (no coroutine needed)."""
         if self._waiters or (bulk and self._bulk_waiters):
             return False
+        if self._unlimited and now >= self._blocked_until:  # _try_take's first case, inline
+            self._in_flight += 1
+            return True
         return self._try_take(now, bulk)
 
     async def acquire(
@@ -319,7 +322,8 @@ class RateLimiter:
             self._learn(seen)
         elif status < 500 and status not in RATE_LIMITED and self._limit is None:
             self._unlimited = headers is not None  # this server does not announce a budget
-        self._wake(jitter=False)
+        if self._waiters or self._bulk_waiters:
+            self._wake(jitter=False)
 
     def _learn(self, seen: RateLimit) -> None:
         loop_now = asyncio.get_running_loop().time()

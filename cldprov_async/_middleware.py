@@ -55,12 +55,14 @@ class CallContext:
     deadline: float
     #: Bulk work (rotation, ``priority="bulk"``) leaves the gate's reserve to normal calls.
     bulk: bool = False
+    #: The operation as called (``access_keys.generate``), for logs and metrics.
+    operation: str = ""
+    #: Whether OpenTelemetry records this call (its spans and metrics).
+    traced: bool = False
     body: bytes = field(default=b"", repr=False)  # may hold secrets
     #: The decoded JSON of a 2xx answer (decoded here, so a garbled one can be retried).
     data: Any = field(default=None, repr=False)
     attempts: int = 0
-    #: The operation as called (``access_keys.generate``), for logs and metrics.
-    operation: str = ""
     #: Seconds this call waited at the rate-limit gate (the gate's stats are client-wide).
     waited: float = 0.0
     #: The status of the last answer, None until one came.
@@ -112,10 +114,14 @@ async def read_answer(resp: ClientResponse, call: CallContext, method: str, path
     else:
         call.body = await _read_capped(resp, call.max_bytes, method, path)
     if 200 <= resp.status < 300:
-        try:
-            call.data = json.loads(call.body)
-        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-            raise GarbledBodyError(resp.status, call.body) from None
+        call.data = _decode(call.body, resp.status)
+
+
+def _decode(body: bytes, status: int) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise GarbledBodyError(status, body) from None
 
 
 class RateLimitMiddleware:
@@ -163,8 +169,14 @@ class RateLimitMiddleware:
                             else None
                         )
                         if wait is None:
-                            await read_answer(resp, call, method, path)
-                            telemetry.attempt(call.operation, _final_outcome(status))
+                            length = resp.content_length
+                            if length is None or length > call.max_bytes or status >= 300:
+                                await read_answer(resp, call, method, path)
+                            else:  # the common answer, without another coroutine level
+                                body = call.body = await resp.read()
+                                call.data = _decode(body, status)
+                            if call.traced:
+                                telemetry.attempt(call.operation, _final_outcome(status))
                             return resp
                 finally:
                     slots.give()

@@ -1,27 +1,24 @@
 """The one request path every operation shares: encode, send through the session, decode.
 
 An operation module (``_access_keys``, and any tag added later) subclasses ``Operations`` and
-names, per operation, its method, path, parameters and result type; ``_call`` does the rest:
-JSON body out through the one converter, a typed error for a non-2xx answer, a frozen model
-for a 2xx one.
+names, per operation, its method, path, parameters and result type; ``_call`` (the session's
+``call``) does the rest: JSON body out through the one converter, a typed error for a
+non-2xx answer, a frozen model for a 2xx one, one span. Here: the operations' shared
+argument checks and path encoding.
 
-Imports: the session, telemetry, converter, config and errors; nothing above the operations.
+Imports: the session and config; nothing above the operations.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
-from . import _telemetry as telemetry
 from ._config import RetryConfig
-from ._converter import structure, unstructure
 from ._session import Session
-from .errors import CldProvisioningError, from_response
 
 T = TypeVar("T")
 #: Bulk calls leave the gate's reserve (``bulk_reserve``) of each window to normal ones.
@@ -84,58 +81,12 @@ class Operations:
 
     def __init__(self, session: Session, account_id: str) -> None:
         self._session = session
+        #: The one request path (``Session.call``), bound here rather than wrapped: a
+        #: wrapper would be one more coroutine level on every call.
+        self._call = session.call
         self._account_path = f"/v1_1/provisioning/accounts/{segment(account_id)}"
 
     @property
     def default_retry(self) -> RetryConfig:
         """The client's retry budget, for calls that pass no ``retries``."""
         return self._session.retry
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        result: type[T],
-        *,
-        operation: str,
-        sub_account_id: str | None = None,
-        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-        body: object = None,
-        retries: RetryConfig | None = None,
-        timeout_ms: float | None = None,
-        http_headers: Mapping[str, str] | None = None,
-        max_bytes: int | None = None,
-        priority: Priority = "normal",
-    ) -> T:
-        """One call of ``operation``, named as called (``access_keys.list``): one span."""
-        with telemetry.operation(operation, sub_account_id):
-            data = None if body is None else json.dumps(unstructure(body)).encode()
-            try:
-                reply = await self._session.request(
-                    method,
-                    path,
-                    params=params,
-                    body=data,
-                    retries=retries,
-                    timeout_ms=timeout_ms,
-                    http_headers=http_headers,
-                    max_bytes=max_bytes,
-                    operation=operation,
-                    bulk=priority == "bulk",
-                )
-            except CldProvisioningError as exc:
-                if exc.rate_limit is None:
-                    exc.rate_limit = self._session.limiter.snapshot
-                raise
-            if not 200 <= reply.status < 300:
-                raise from_response(
-                    reply.status,
-                    reply.headers,
-                    reply.body,
-                    method=method,
-                    path=reply.path,
-                    rate_limit=self._session.limiter.snapshot,
-                )
-            return structure(
-                reply.data, result, status=reply.status, method=method, path=reply.path
-            )

@@ -2,28 +2,33 @@
 
 It owns the session (or borrows the caller's and leaves it open), puts the credentials in
 an ``Authorization`` header built once, never follows redirects, and hands each call's
-budget to the rate-limit middleware through a context variable. What comes back is a
-``Reply`` with the body already read, so nothing downstream can leak a connection.
+budget to the rate-limit middleware through a context variable. ``Session.call`` is the one
+request path every operation takes (``Operations._call`` is it): the JSON body out through
+the one converter, the answer read whole inside the attempt (so nothing downstream can leak
+a connection), a typed error for a non-2xx answer, a frozen model for a 2xx one, and one
+span per call. One layer, not two: every coroutine level is paid on every resumption.
 
-Imports: the middleware, the gate, telemetry, config and version; the operations sit above it.
+Imports: the middleware, the gate, telemetry, converter, errors, config and version; the
+operations sit above it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import platform
 import warnings
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, TypeVar
 
 import aiohttp
-from multidict import CIMultiDictProxy
 from yarl import URL
 
 from . import _telemetry as telemetry
 from ._config import RetryConfig, Security
+from ._converter import structure, unstructure
 from ._gate import Gate, RateLimiter
 from ._middleware import (
     CallContext,
@@ -33,7 +38,9 @@ from ._middleware import (
     read_answer,
 )
 from ._version import __version__
+from .errors import CldProvisioningError, from_response
 
+T = TypeVar("T")
 USER_AGENT = (
     f"cldprov-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 )
@@ -43,21 +50,6 @@ _NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
 
 #: Request URLs kept per path (a client talks to few paths; cleared when this many).
 _URL_CACHE_SIZE = 1024
-
-
-class Reply(NamedTuple):
-    """A finished exchange: status, headers and the whole body (a tuple: built per call)."""
-
-    method: str
-    path: str
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes  # may hold secrets: not in repr
-    #: The decoded JSON when the status is 2xx.
-    data: Any
-
-    def __repr__(self) -> str:
-        return f"Reply(method={self.method!r}, path={self.path!r}, status={self.status!r})"
 
 
 class Session:
@@ -115,70 +107,107 @@ class Session:
             )
         return self._owned
 
-    async def request(
+    async def call(
         self,
         method: str,
         path: str,
+        result: type[T],
         *,
+        operation: str,
+        sub_account_id: str | None = None,
         params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-        body: bytes | None = None,
+        body: object = None,
         retries: RetryConfig | None = None,
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
         max_bytes: int | None = None,
-        operation: str = "",
-        bulk: bool = False,
-    ) -> Reply:
-        """One exchange; ``max_bytes`` overrides the client's response cap for this call."""
-        session = self._session()
-        retry = retries or self.retry
-        timeout = self.timeout if timeout_ms is None else timeout_ms / 1000.0
-        loop = asyncio.get_running_loop()
-        call = CallContext(
-            retry=retry,
-            timeout=timeout,
-            max_bytes=self.max_response_bytes if max_bytes is None else max_bytes,
-            deadline=loop.time() + retry.max_wait,
-            operation=operation,
-            bulk=bulk,
-        )
-        headers: Mapping[str, str] = self._headers if body is None else self._json_headers
-        if http_headers:
-            headers = {**headers, **http_headers}
-        url = self._urls.get(path)
-        if url is None:
-            if len(self._urls) >= _URL_CACHE_SIZE:
-                self._urls.clear()
-            url = self._urls[path] = self.base_url.with_path(self._base_path + path, encoded=True)
-        if params:
-            url = url.with_query(params)
-        extra: Mapping[str, Any] = _NO_EXTRA
-        if self._borrowed is not None:
-            # A borrowed session has its own middlewares and timeout; use ours for our calls.
-            extra = {
-                "middlewares": (self._middleware,),
-                "timeout": _NO_TIMEOUT,
-                "raise_for_status": False,
-            }
-        token = current_call.set(call)
+        priority: str = "normal",
+    ) -> T:
+        """One call of ``operation``, named as called (``access_keys.list``): one span.
+
+        ``max_bytes`` overrides the client's response cap for this call.
+        """
+        scope = telemetry.start(operation, sub_account_id)
         try:
-            async with session.request(
-                method, url, data=body, headers=headers, allow_redirects=False, **extra
-            ) as resp:
-                if not call.attempts:
-                    # Our middleware did not run (a test double such as aioresponses
-                    # replaced the transport): read the answer here, without retries.
-                    await read_answer(resp, call, method, url.raw_path)
-                    call.attempts, call.status = 1, resp.status
-                return Reply(method, url.raw_path, resp.status, resp.headers, call.body, call.data)
-        except (aiohttp.ClientError, TimeoutError, GarbledBodyError) as exc:
-            raise RateLimitMiddleware.final_error(exc, method, url.raw_path) from exc
-        finally:
-            current_call.reset(token)
-            telemetry.request_done(call.attempts, call.waited, call.status)
-            # Timer handles keep a snapshot of the context (and so of `call`) until the loop
-            # drops them; let the answer go now rather than dozens of calls later.
-            call.body, call.data = b"", None
+            session = self._session()
+            data = None if body is None else json.dumps(unstructure(body)).encode()
+            retry = retries or self.retry
+            timeout = self.timeout if timeout_ms is None else timeout_ms / 1000.0
+            loop = asyncio.get_running_loop()
+            call = CallContext(  # positional: the settings in the order the class lists them
+                retry,
+                timeout,
+                self.max_response_bytes if max_bytes is None else max_bytes,
+                loop.time() + retry.max_wait,
+                priority == "bulk",
+                operation,
+                scope is not None,
+            )
+            headers: Mapping[str, str] = self._headers if data is None else self._json_headers
+            if http_headers:
+                headers = {**headers, **http_headers}
+            url = self._urls.get(path)
+            if url is None:
+                if len(self._urls) >= _URL_CACHE_SIZE:
+                    self._urls.clear()
+                url = self._urls[path] = self.base_url.with_path(
+                    self._base_path + path, encoded=True
+                )
+            if params:
+                url = url.with_query(params)
+            extra: Mapping[str, Any] = _NO_EXTRA
+            if self._borrowed is not None:
+                # A borrowed session has its own middlewares and timeout; use ours for our calls.
+                extra = {
+                    "middlewares": (self._middleware,),
+                    "timeout": _NO_TIMEOUT,
+                    "raise_for_status": False,
+                }
+            raw_path = url.raw_path
+            token = current_call.set(call)
+            try:
+                async with session.request(
+                    method, url, data=data, headers=headers, allow_redirects=False, **extra
+                ) as resp:
+                    if not call.attempts:
+                        # Our middleware did not run (a test double such as aioresponses
+                        # replaced the transport): read the answer here, without retries.
+                        await read_answer(resp, call, method, raw_path)
+                        call.attempts, call.status = 1, resp.status
+                    status, answer_headers = resp.status, resp.headers
+                    raw, decoded = call.body, call.data
+            except (aiohttp.ClientError, TimeoutError, GarbledBodyError) as exc:
+                error = RateLimitMiddleware.final_error(exc, method, raw_path)
+                error.rate_limit = self.limiter.snapshot
+                raise error from exc
+            except CldProvisioningError as exc:
+                if exc.rate_limit is None:
+                    exc.rate_limit = self.limiter.snapshot
+                raise
+            finally:
+                current_call.reset(token)
+                if scope is not None:
+                    telemetry.request_done(call.attempts, call.waited, call.status)
+                # Timer handles keep a snapshot of the context (and so of `call`) until the
+                # loop drops them; let the answer go now rather than dozens of calls later.
+                call.body, call.data = b"", None
+            if not 200 <= status < 300:
+                raise from_response(
+                    status,
+                    answer_headers,
+                    raw,
+                    method=method,
+                    path=raw_path,
+                    rate_limit=self.limiter.snapshot,
+                )
+            value = structure(decoded, result, status=status, method=method, path=raw_path)
+        except BaseException as exc:
+            if scope is not None:
+                scope.finish(exc)
+            raise
+        if scope is not None:
+            scope.finish(None)
+        return value
 
     async def close(self) -> None:
         """Close the owned session (a borrowed one stays open: it is the caller's)."""

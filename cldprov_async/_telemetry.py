@@ -2,7 +2,7 @@
 
 OpenTelemetry is optional (``pip install "cldprov-async[otel]"``, the API only). Without it
 every hook here is one ``None`` check; with the API but no SDK configured, a check of the
-API's providers (``_Instruments.configured``) and nothing more.
+API's providers (``active()``) and nothing more.
 
 One span of kind CLIENT per call of an operation (``operation()``), named as called
 (``access_keys.generate``), covering every attempt and wait; requests the library makes on
@@ -37,7 +37,6 @@ except ImportError:  # the [otel] extra is not installed
 #: Outcomes of one attempt for the ``cldprov.client.requests`` counter.
 OK, REJECTED, RETRIED, FAILED = "ok", "rejected", "retried", "failed"
 
-_NULL = contextlib.nullcontext()
 _WAIT_BUCKETS = (0.0, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
 
 
@@ -84,18 +83,6 @@ class _Instruments:
             )
         except TypeError:  # an opentelemetry-api older than the [otel] extra's 1.30
             self.wait = meter.create_histogram(name, unit, about)
-
-    def configured(self) -> bool:
-        """Whether the application has set a tracer or meter provider (an SDK).
-
-        Until one is set every span and instrument is a no-op; the API keeps its providers
-        in module globals, so reading them spares each call the proxies' few microseconds.
-        Should a later API rename them, this answers True: correct, only slower.
-        """
-        return (
-            getattr(_trace, "_TRACER_PROVIDER", self) is not None
-            or getattr(_metrics_state, "_METER_PROVIDER", self) is not None
-        )
 
 
 _otel: _Instruments | None = _Instruments() if _trace is not None else None
@@ -152,6 +139,9 @@ class _Scope:
         if _otel is not None:
             _otel.wait.record(self.waited, {"operation": self.operation})
 
+    def finish(self, exc: BaseException | None) -> None:
+        self.__exit__(None if exc is None else type(exc), exc, None)
+
 
 _scope: ContextVar[_Scope | None] = ContextVar("cldprov_span", default=None)
 
@@ -163,15 +153,55 @@ def _fail(span: Any, exc: BaseException) -> None:
     span.set_attribute("error.type", type(exc).__name__)
 
 
-def operation(
-    name: str, sub_account_id: str | None = None
-) -> contextlib.AbstractContextManager[Any]:
-    """The span of one operation call; inside another operation's span, that one is kept."""
-    if _otel is None or _scope.get() is not None or not _otel.configured():
-        return _NULL
+def active() -> bool:
+    """Whether anything is recorded: the API is installed and the application set an SDK.
+
+    One call with two attribute reads, so the request path pays only this when OpenTelemetry
+    is absent or unconfigured. Until a provider is set every span and instrument is a no-op;
+    the API keeps its providers in module globals, read here. Should a later API rename
+    them, this answers True: correct, only slower.
+    """
+    return _trace is not None and (
+        getattr(_trace, "_TRACER_PROVIDER", True) is not None
+        or getattr(_metrics_state, "_METER_PROVIDER", True) is not None
+    )
+
+
+class _Joined:
+    """A call inside another operation's span (generate's look-up): it records into that one."""
+
+    __slots__ = ()
+
+    def finish(self, exc: BaseException | None) -> None:
+        pass
+
+
+_JOINED = _Joined()
+
+
+def start(name: str, sub_account_id: str | None = None) -> _Scope | _Joined | None:
+    """Open the span of one operation call, or join the caller's; None when nothing records.
+
+    The caller ends it with ``finish(exc)``: a ``with`` block would cost every call a
+    context manager even when OpenTelemetry is absent.
+    """
+    if _trace is None or (  # active(), inlined: this runs on every call
+        getattr(_trace, "_TRACER_PROVIDER", True) is None
+        and getattr(_metrics_state, "_METER_PROVIDER", True) is None
+    ):
+        return None
+    if _scope.get() is not None:
+        return _JOINED
+    assert _otel is not None and _trace is not None
     attributes = {} if sub_account_id is None else {"cldprov.sub_account_id": sub_account_id}
     span = _otel.tracer.start_span(name, kind=_trace.SpanKind.CLIENT, attributes=attributes)
-    return _Scope(name, span)
+    return _Scope(name, span).__enter__()
+
+
+def finish(scope: _Scope | _Joined | None, exc: BaseException | None) -> None:
+    """End what ``start`` opened (nothing when it returned None)."""
+    if scope is not None:
+        scope.finish(exc)
 
 
 def request_done(attempts: int, waited: float, status: int | None) -> None:
@@ -188,7 +218,7 @@ def request_done(attempts: int, waited: float, status: int | None) -> None:
 
 def attempt(operation: str, outcome: str) -> None:
     """Count one attempt of ``operation``: ``OK``, ``REJECTED``, ``RETRIED`` or ``FAILED``."""
-    if _otel is not None and _otel.configured():
+    if _otel is not None and active():
         _otel.requests.add(1, {"operation": operation, "outcome": outcome})
 
 
