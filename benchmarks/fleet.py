@@ -62,21 +62,17 @@ def fake_server(*args: str) -> Iterator[str]:
         proc.wait(10)
 
 
+def redis_command(port: int) -> list[str]:
+    """A redis-server on a loopback port with persistence off (the tests start it so too)."""
+    persistence_off = ["--save", "", "--appendonly", "no"]
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", *persistence_off]
+
+
 @contextmanager
 def redis_server() -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
+        redis_command(port),
         stdout=subprocess.DEVNULL,
     )
     try:

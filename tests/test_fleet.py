@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import redis
 
+from benchmarks.fleet import redis_command
 from cldprov_async import CldProvisioning, RateLimitedError, RetryConfig
 from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
 
@@ -46,17 +47,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
+            redis_command(self.port),
             stdout=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)

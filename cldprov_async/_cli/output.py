@@ -90,19 +90,37 @@ def print_json(document: object) -> None:
     print(json.dumps(document, indent=2))
 
 
-class Progress:
+class StatusLine:
+    """One line on a terminal, redrawn in place (``redraw``), ended by ``close``."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._drawn = False
+
+    def redraw(self, text: str) -> None:
+        self.stream.write("\r\x1b[K" + text)
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+class Progress(StatusLine):
     """Rotation progress on stderr: a redrawn bar on a terminal, one plain line otherwise
     (so logs and CI output stay readable)."""
 
     BAR = 30
 
     def __init__(self, total: int, stream: TextIO) -> None:
+        super().__init__(stream)
         self.total = total
-        self.stream = stream
         self.live = stream.isatty()
         self.results: list[RotationResult] = []
         self.started = time.monotonic()
-        self._drawn = False
 
     @property
     def failed(self) -> int:
@@ -130,12 +148,4 @@ class Progress:
         filled = self.BAR * done // max(1, self.total)
         bar = "#" * filled + "-" * (self.BAR - filled)
         elapsed = time.monotonic() - self.started
-        self.stream.write(f"\r[{bar}] {done}/{self.total}  failed {self.failed}  {elapsed:5.1f}s")
-        self.stream.flush()
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
+        self.redraw(f"[{bar}] {done}/{self.total}  failed {self.failed}  {elapsed:5.1f}s")

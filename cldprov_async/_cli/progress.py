@@ -20,7 +20,7 @@ from typing import TextIO
 from .._budget import BudgetTracker
 from .._client import CldProvisioning
 from .._rotation import RotationResult
-from .output import one_line
+from .output import StatusLine, one_line
 
 #: Between plain lines while environments finish, and while nothing does (a long wait).
 LINE_EVERY = 5.0
@@ -41,7 +41,7 @@ def requests_of(result: RotationResult) -> int:
     return 2 + len(result.retired) + bool(result.new_key.dedicated_for)
 
 
-class RunProgress:
+class RunProgress(StatusLine):
     """Counts results as they come (``update``) and draws them; ``ticker()`` keeps the line
     fresh while the run waits for a window."""
 
@@ -55,8 +55,8 @@ class RunProgress:
         live: bool | None = None,
         interval: float = LINE_EVERY,
     ) -> None:
+        super().__init__(stream)
         self.total = total
-        self.stream = stream
         self.client = client
         self.concurrency = concurrency
         self.live = stream.isatty() if live is None else live
@@ -67,7 +67,6 @@ class RunProgress:
         self._sent_at_start = self._spent()
         self._finished_requests = 0  # what the finished environments sent
         self._last_line = float("-inf")
-        self._drawn = False
 
     # -- the figures -------------------------------------------------------------------------
 
@@ -148,15 +147,7 @@ class RunProgress:
         self._drawn = False
 
     def _draw(self) -> None:
-        self.stream.write("\r\x1b[K" + self.line())
-        self.stream.flush()
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
+        self.redraw(self.line())
 
 
 @contextlib.asynccontextmanager
