@@ -1,4 +1,4 @@
-"""The one request path every operation shares: encode, send through the session, decode.
+"""The base every operation class shares: the session's request path, checks, path encoding.
 
 An operation module (``_access_keys``, and any tag added later) subclasses ``Operations`` and
 names, per operation, its method, path, parameters and result type; ``_call`` (the session's
@@ -14,13 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import quote
 
 from ._config import RetryConfig
 from ._session import Session
 
-T = TypeVar("T")
 #: Bulk calls leave the gate's reserve (``bulk_reserve``) of each window to normal ones.
 Priority = Literal["normal", "bulk"]
 
