@@ -1,7 +1,7 @@
 """The five operations of the "Access Keys" tag: the layer rotation is built on.
 
 Each operation names its method, path, parameters and result type and hands them to
-``Operations._call``, the one request path (``_operation``). ``generate`` adds one thing
+``Operations._call``, the one request path (``Session.call``). ``generate`` adds one thing
 on top: when its outcome is unknown (the connection dropped after sending, or a 5xx) and
 the key has a name, it finds out by retrying and, on 409 or once out of attempts, looking
 the key up by name, so a retry never leaves a duplicate key or a secret the caller never saw.
