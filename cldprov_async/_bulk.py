@@ -25,6 +25,7 @@ from attrs import evolve, frozen
 from . import _telemetry as telemetry
 from ._access_keys import AccessKeyOperations
 from ._config import RetryConfig
+from ._lifecycle import age_text
 from ._rotation import (
     ROTATE,
     Retire,
@@ -77,15 +78,8 @@ def policy_skip(
     if age > max_age:
         return None
     label = newest.name or newest.api_key
-    return f"newest enabled key {label!r} is {_age(age)} old, not older than {_age(max_age)}"
-
-
-def _age(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}".replace(".0" + unit, unit)
-    return f"{max(0, seconds)}s"
+    old, limit = age_text(age), age_text(max_age)
+    return f"newest enabled key {label!r} is {old} old, not older than {limit}"
 
 
 def plan_rotation(keys: Sequence[AccessKey], name: str, retire: Retire) -> RotationPlan:

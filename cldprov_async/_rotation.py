@@ -17,8 +17,9 @@ The new key is never retired, at least one enabled key always remains, and the n
 (with its secret) is in the result even when a later step fails.
 
 Imports: the access-key operations (it is built on them, never the other way round),
-telemetry, models, config and errors. ``_bulk`` runs it over many environments; ``AccessKeysAPI``
-(``_api``) puts these functions on ``client.access_keys`` as methods.
+telemetry, the lifecycle's names (``Retire``), models, config and errors. ``_bulk`` runs it
+over many environments; ``AccessKeysAPI`` (``_api``) puts these functions on
+``client.access_keys`` as methods.
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ from attrs import evolve, frozen
 from . import _telemetry as telemetry
 from ._access_keys import AccessKeyOperations
 from ._config import RetryConfig
+from ._lifecycle import RETIRE_MODES as RETIRE_MODES
+from ._lifecycle import Retire as Retire
 from .errors import CldProvisioningError, ConflictError, NotFoundError, VerificationError
 from .models import AccessKey, DedicatedFor, GetAccessKeysRequest, SortBy, SortOrder, check_id
 
 log = logging.getLogger("cldprov_async")
 
-Retire = Literal["disable", "delete", "keep"]
 Verify = Callable[[AccessKey], Awaitable[object]]
-RETIRE_MODES = ("disable", "delete", "keep")
 #: The span of one environment's rotation; its calls are its children.
 ROTATE = "access_keys.rotate"
 

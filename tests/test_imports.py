@@ -44,6 +44,8 @@ LAYERS: list[set[str]] = [
         "cldprov_async._version",
         "cldprov_async._watchdog",
         "cldprov_async._slots",
+        "cldprov_async._lifecycle",
+        "cldprov_async._labels",
     },
 ]
 
