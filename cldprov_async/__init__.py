@@ -7,11 +7,16 @@ This module only re-exports (``__all__``); it may import any module but the CLI 
 from . import errors, models
 from ._api import AccessKeysAPI
 from ._client import CldProvisioning
+from ._clock import Clock, SystemClock
 from ._config import RetryConfig, Security
 from ._gate import RateLimitStats
+from ._hook import ShellHook
+from ._lifecycle import Decision, Facts, LifecyclePolicy, decide
+from ._lock import RotationLock
 from ._product_environments import ProductEnvironmentOperations
 from ._rotation import RotationPlan, RotationResult
 from ._snapshot import RateLimit
+from ._verify import PingVerifier
 from ._version import __version__
 from .errors import (
     APIError,
@@ -20,6 +25,7 @@ from .errors import (
     CldProvisioningError,
     ConflictError,
     ErrorResponse,
+    HandOffError,
     NotFoundError,
     OutcomeUnknownError,
     PermissionDeniedError,
@@ -27,6 +33,8 @@ from .errors import (
     RequestTimeoutError,
     ResponseTooLargeError,
     ResponseValidationError,
+    RotationLockedError,
+    RotationLockError,
     TransportError,
     VerificationError,
 )
@@ -56,13 +64,19 @@ __all__ = [
     "BadRequestError",
     "CldProvisioning",
     "CldProvisioningError",
+    "Clock",
     "ConflictError",
+    "Decision",
     "DedicatedFor",
     "ErrorResponse",
+    "Facts",
     "GetAccessKeysRequest",
+    "HandOffError",
+    "LifecyclePolicy",
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "PingVerifier",
     "ProductEnvironment",
     "ProductEnvironmentAccessKey",
     "ProductEnvironmentOperations",
@@ -74,15 +88,21 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryConfig",
+    "RotationLock",
+    "RotationLockError",
+    "RotationLockedError",
     "RotationPlan",
     "RotationResult",
     "Security",
+    "ShellHook",
     "SortBy",
     "SortOrder",
     "SuccessResponse",
+    "SystemClock",
     "TransportError",
     "VerificationError",
     "__version__",
+    "decide",
     "errors",
     "models",
 ]

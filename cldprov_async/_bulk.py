@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from attrs import evolve, frozen
 
 from . import _telemetry as telemetry
 from ._access_keys import AccessKeyOperations
+from ._clock import SYSTEM_CLOCK, utc
 from ._config import RetryConfig
-from ._lifecycle import age_text
+from ._environments import EnvironmentLookup
+from ._labels import check_run_name
+from ._lifecycle import LifecyclePolicy, age_text
+from ._lifecycle_run import Deliver, LifecycleRun, delivering, run_lifecycle
+from ._product_environments import ProductEnvironmentOperations
 from ._rotation import (
     ROTATE,
     Retire,
@@ -37,8 +43,9 @@ from ._rotation import (
     rotate_listed,
     run_name,
 )
+from ._verify import PingVerifier
 from .errors import CldProvisioningError
-from .models import AccessKey, DedicatedFor, check_id
+from .models import AccessKey, DedicatedFor, ProductEnvironment, check_id
 
 log = logging.getLogger("cldprov_async")
 
@@ -47,14 +54,20 @@ OnProgress = Callable[[int, int, RotationResult], object]
 BULK_MAX_WAIT = 3700.0
 
 
+#: What ``rotate_iter`` takes: ids, or the environments of a listing (no lookup needed).
+Item = str | ProductEnvironment
+Source = Iterable[Item] | AsyncIterable[Item]
+
+
 @frozen
 class _Options:
     name: str
     retire: Retire
-    verify: Verify | None
+    verify: Verify | PingVerifier | None
     retries: RetryConfig
     max_age: timedelta | None
     dry_run: bool
+    lifecycle: LifecycleRun | None = None
 
 
 # -- policy and plan: pure functions of one environment's keys ------------------------------
@@ -100,28 +113,50 @@ def plan_rotation(keys: Sequence[AccessKey], name: str, retire: Retire) -> Rotat
 
 def rotate_iter(
     api: AccessKeyOperations,
-    sub_account_ids: Iterable[str] | AsyncIterable[str],
+    sub_account_ids: Source,
     *,
     concurrency: int = 8,
     name: str | None = None,
     retire: Retire = "disable",
-    verify: Verify | None = None,
+    verify: Verify | PingVerifier | None = None,
     retries: RetryConfig | None = None,
     max_age: timedelta | None = None,
     dry_run: bool = False,
+    deliver: Deliver | None = None,
+    grace: timedelta | None = None,
+    prune_after: timedelta | None = None,
 ) -> AsyncGenerator[RotationResult, None]:
     """Rotate (or plan, or skip) each environment, yielding each result as it completes.
 
     At most ``concurrency`` environments are in flight; ids are taken from
-    ``sub_account_ids`` only as room frees up, so an async iterator of ids streams through.
-    ``max_age`` rotates only environments whose newest enabled key is older than that.
-    ``dry_run`` sends only each environment's key listing and yields ``planned`` results.
-    Arguments are checked here, before anything is sent. Closing the iterator (or cancelling
-    its consumer) cancels the environments in flight; rerun with the same ``name`` to finish.
+    ``sub_account_ids`` (ids, or ``ProductEnvironment`` objects) only as room frees up, so an
+    async iterator streams through. ``max_age`` rotates only environments whose newest
+    enabled key is older than that. ``dry_run`` sends only each environment's key listing
+    and yields ``planned`` results. ``verify`` may be a ``PingVerifier``
+    (``client.ping_verifier()``). Arguments are checked here, before anything is sent.
+
+    Lifecycle mode (any of ``deliver``, ``grace``, ``prune_after``): keys are made as
+    ``NAME@pending``, verified, handed to ``deliver(new_key, environment)`` (required outside
+    a dry run; returning means delivered, raising or ``False`` fails the environment and the
+    next run hands the same key off again), renamed ``NAME@current``; the older enabled keys
+    retire once it has been current for ``grace``; keys a rotation retired are deleted after
+    ``prune_after``. See ``_lifecycle`` for the rules; statuses add ``handed_off``,
+    ``in_grace``, ``retired`` and ``pruned``.
+
+    Stopping early (``break``, ``aclose()``, cancelling the consumer) cancels the
+    environments in flight: those yielded and those in flight may have been touched (a key
+    made, older keys retired), none later. Each touched environment holds a key named after
+    the run, so running again with the same ``name`` over the same ids yields every touched
+    environment's key and secret again and makes no second key: pass ``name`` when you may
+    need to resume (a result's ``new_key.name`` also carries it).
+
+    Raises:
+        TypeError: a bad argument type; lifecycle mode without ``deliver``.
+        ValueError: a bad argument value (a repeated id, ``@`` in a lifecycle name).
     """
     if isinstance(sub_account_ids, str):
         raise TypeError("sub_account_ids must be an iterable of ids, not a str")
-    ids: Iterable[str] | AsyncIterable[str] = sub_account_ids
+    ids: Source = sub_account_ids
     if not isinstance(sub_account_ids, AsyncIterable):
         ids = _checked_ids(sub_account_ids)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -135,22 +170,91 @@ def rotate_iter(
     if not isinstance(dry_run, bool):
         raise TypeError(f"dry_run must be a bool, not {type(dry_run).__name__}")
     if retries is None:
-        base = api.default_retry
-        retries = evolve(base, max_wait=max(base.max_wait, BULK_MAX_WAIT))
-    opts = _Options(name or run_name(), retire, verify, retries, max_age, dry_run)
-    return _run(api, ids, concurrency, opts)
+        retries = bulk_retries(api)
+    run: LifecycleRun | None = None
+    if deliver is not None or grace is not None or prune_after is not None:
+        if deliver is None and not dry_run:
+            raise TypeError(
+                "deliver is required with grace or prune_after: an async callable taking"
+                " (new_key, environment) that stores the secret where its consumers read it"
+            )
+        if deliver is not None and not callable(deliver):
+            raise TypeError("deliver must be an async callable taking (new_key, environment)")
+        if name is not None:
+            check_run_name(name)
+        policy = LifecyclePolicy(max_age, grace or timedelta(0), prune_after, retire)
+        run = LifecycleRun(
+            name or run_name(),
+            policy,
+            delivering(deliver or _no_delivery),
+            verify,
+            retries,
+            getattr(api, "clock", SYSTEM_CLOCK),
+        )
+    opts = _Options(name or run_name(), retire, verify, retries, max_age, dry_run, run)
+    return _run(api, ids, concurrency, opts, _lookup(api, ids, opts))
 
 
-def _checked_ids(sub_account_ids: Iterable[str]) -> list[str]:
+def bulk_retries(api: AccessKeyOperations) -> RetryConfig:
+    """The client's retry budget, waiting out an hourly window (bulk work is patient)."""
+    base = api.default_retry
+    return evolve(base, max_wait=max(base.max_wait, BULK_MAX_WAIT))
+
+
+def lifecycle_iter(
+    api: AccessKeyOperations,
+    sub_account_ids: Source,
+    run: LifecycleRun,
+    *,
+    concurrency: int = 8,
+    dry_run: bool = False,
+) -> AsyncGenerator[RotationResult, None]:
+    """``rotate_iter`` in lifecycle mode with a run assembled by the caller (the CLI, whose
+    hand-off may be its result line); arguments as ``rotate_iter`` checks them."""
+    ids = sub_account_ids
+    if not isinstance(ids, AsyncIterable):
+        ids = _checked_ids(ids)
+    opts = _Options(
+        run.name, run.policy.retire, run.verify, run.retries, run.policy.older_than, dry_run, run
+    )
+    return _run(api, ids, concurrency, opts, _lookup(api, ids, opts))
+
+
+async def _no_delivery(key: AccessKey, environment: ProductEnvironment) -> None:
+    raise AssertionError("a dry run hands nothing off")  # pragma: no cover
+
+
+def _lookup(api: AccessKeyOperations, ids: Source, opts: _Options) -> EnvironmentLookup | None:
+    """The environments' lookup, when the run needs their cloud names (else None)."""
+    if opts.lifecycle is None and not isinstance(opts.verify, PingVerifier):
+        return None
+    listing = getattr(api, "environments", None)
+    if not isinstance(listing, ProductEnvironmentOperations):
+        raise TypeError(
+            "this rotation needs each environment's cloud name: call it on"
+            " client.access_keys (which can list the account's product environments)"
+        )
+    order = (
+        None if isinstance(ids, AsyncIterable) else [i if isinstance(i, str) else i.id for i in ids]
+    )
+    return EnvironmentLookup(listing, order, opts.retries)
+
+
+def _checked_ids(sub_account_ids: Iterable[Item]) -> list[Item]:
     ids = list(sub_account_ids)
-    for sub in ids:
+    subs = [_id_of(sub) for sub in ids]
+    for sub in subs:
         check_id(sub, "sub_account_ids[]")
-    if len(set(ids)) != len(ids):
+    if len(set(subs)) != len(subs):
         raise ValueError("sub_account_ids must not repeat an id")
     return ids
 
 
-async def _ids(source: Iterable[str] | AsyncIterable[str]) -> AsyncGenerator[str, None]:
+def _id_of(item: object) -> object:
+    return item.id if isinstance(item, ProductEnvironment) else item
+
+
+async def _ids(source: Source) -> AsyncGenerator[Item, None]:
     if isinstance(source, AsyncIterable):
         async for sub in source:
             yield sub
@@ -161,9 +265,10 @@ async def _ids(source: Iterable[str] | AsyncIterable[str]) -> AsyncGenerator[str
 
 async def _run(
     api: AccessKeyOperations,
-    source: Iterable[str] | AsyncIterable[str],
+    source: Source,
     concurrency: int,
     opts: _Options,
+    lookup: EnvironmentLookup | None,
 ) -> AsyncGenerator[RotationResult, None]:
     ids = _ids(source)
     seen: set[str] = set()
@@ -173,11 +278,11 @@ async def _run(
         while True:
             while not exhausted and len(pending) < concurrency:
                 try:
-                    sub = await anext(ids)
+                    item = await anext(ids)
                 except StopAsyncIteration:
                     exhausted = True
                     break
-                pending.add(asyncio.create_task(_one(api, sub, seen, opts)))
+                pending.add(asyncio.create_task(_one(api, item, seen, opts, lookup)))
             if not pending:
                 return
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -192,30 +297,52 @@ async def _run(
 
 
 async def _one(
-    api: AccessKeyOperations, sub: str, seen: set[str], opts: _Options
+    api: AccessKeyOperations,
+    item: Item,
+    seen: set[str],
+    opts: _Options,
+    lookup: EnvironmentLookup | None,
 ) -> RotationResult:
     """One environment; every failure becomes its result, so one never stops the others."""
+    sub = _id_of(item)
     try:
         check_id(sub, "sub_account_ids[]")
+        assert isinstance(sub, str)
         if sub in seen:
             raise ValueError(f"sub_account_ids repeats {sub!r}")
         seen.add(sub)
     except Exception as exc:
-        return RotationResult(sub, error=exc)
+        return RotationResult(str(sub), error=exc)
     with telemetry.span(ROTATE, sub) as span:  # the rotation's calls are its children
-        result = await _steps(api, sub, opts)
+        result = await _steps(api, sub, item, opts, lookup)
         telemetry.failed(span, result.error)
     return result
 
 
-async def _steps(api: AccessKeyOperations, sub: str, opts: _Options) -> RotationResult:
+async def _steps(
+    api: AccessKeyOperations,
+    sub: str,
+    item: Item,
+    opts: _Options,
+    lookup: EnvironmentLookup | None,
+) -> RotationResult:
     try:
+        env = None if lookup is None else await lookup.get(item)
+        if opts.lifecycle is not None and env is not None:
+            return await run_lifecycle(api, env, None, opts.lifecycle, dry_run=opts.dry_run)
+        verify: Verify | None
+        if isinstance(opts.verify, PingVerifier):
+            assert env is not None  # _lookup made the lookup for it
+            verify = functools.partial(opts.verify, environment=env)
+        else:
+            verify = opts.verify
         keys: Sequence[AccessKey] | None = None  # rotate_listed lists them when we need not
         if opts.dry_run or opts.max_age is not None:
             listing = await api.list({"sub_account_id": sub}, retries=opts.retries, priority="bulk")
             keys = listing.access_keys
             if opts.max_age is not None:
-                reason = policy_skip(keys, opts.name, opts.max_age, datetime.now(UTC))
+                now = utc(getattr(api, "clock", SYSTEM_CLOCK))
+                reason = policy_skip(keys, opts.name, opts.max_age, now)
                 if reason is not None:
                     return RotationResult(sub, skipped=reason)
             if opts.dry_run:
@@ -226,7 +353,7 @@ async def _steps(api: AccessKeyOperations, sub: str, opts: _Options) -> Rotation
             keys,
             name=opts.name,
             retire=opts.retire,
-            verify=opts.verify,
+            verify=verify,
             retries=opts.retries,
         )
     except CldProvisioningError as exc:
@@ -243,20 +370,24 @@ async def _steps(api: AccessKeyOperations, sub: str, opts: _Options) -> Rotation
 
 async def rotate_many(
     api: AccessKeyOperations,
-    sub_account_ids: Iterable[str],
+    sub_account_ids: Iterable[Item],
     *,
     concurrency: int = 8,
     on_progress: OnProgress | None = None,
     name: str | None = None,
     retire: Retire = "disable",
-    verify: Verify | None = None,
+    verify: Verify | PingVerifier | None = None,
     retries: RetryConfig | None = None,
     max_age: timedelta | None = None,
     dry_run: bool = False,
+    deliver: Deliver | None = None,
+    grace: timedelta | None = None,
+    prune_after: timedelta | None = None,
 ) -> list[RotationResult]:
     """Rotate many environments, at most ``concurrency`` at a time, results in input order.
 
-    Built on ``rotate_iter`` (see it for ``max_age`` and ``dry_run``). One failure never
+    Built on ``rotate_iter`` (see it for ``max_age``, ``dry_run`` and the lifecycle's
+    ``deliver``, ``grace`` and ``prune_after``). One failure never
     stops the others. Calls wait out the rate limit's window (up to an hour by default)
     rather than fail: pass ``retries`` to choose another budget.
     """
@@ -274,6 +405,9 @@ async def rotate_many(
         retries=retries,
         max_age=max_age,
         dry_run=dry_run,
+        deliver=deliver,
+        grace=grace,
+        prune_after=prune_after,
     )
     async with contextlib.aclosing(stream):
         async for result in stream:
@@ -282,4 +416,4 @@ async def rotate_many(
                 outcome = on_progress(len(results), len(ids), result)
                 if inspect.isawaitable(outcome):
                     await outcome
-    return [results[sub] for sub in ids]
+    return [results[str(_id_of(sub))] for sub in ids]

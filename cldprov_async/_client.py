@@ -2,7 +2,8 @@
 ``client.product_environments`` out, one session underneath.
 
 Imports: the operations classes (``_api``), the session, the gates (in-process, and the
-shared one of ``_fleet``), the snapshot and config; the CLI and users import it.
+shared one of ``_fleet``), the lifecycle's tools (verifier, hook, lock), the clock, the
+snapshot and config; the CLI and users import it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from yarl import URL
 
 from . import _fleet
 from ._api import AccessKeysAPI
+from ._clock import SYSTEM_CLOCK, Clock, check_clock
 from ._config import RetryConfig, Security, resolve_credentials, resolve_server_url
 from ._gate import Gate, RateLimiter, RateLimitStats, check_bulk_reserve
+from ._hook import ShellHook
+from ._lock import RotationLock
 from ._product_environments import DEFAULT_MAX_LISTING_BYTES, ProductEnvironmentOperations
 from ._session import Session
 from ._snapshot import RateLimit
+from ._verify import PingVerifier
 
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
@@ -41,6 +46,10 @@ class CldProvisioning:
     ``unix://`` URL, shares the rate-limit budget with every process of the account through
     Redis (needs ``cldprov-async[redis]``). Bulk calls (rotation, ``priority="bulk"``) leave
     ``bulk_reserve`` of each window's limit to normal ones (0 turns the reserve off).
+
+    ``clock`` (default: the system's) is "now" for rotation decisions, for reading the
+    server's reset dates and for the ping verifier's backoff; give the client and the fake
+    server one ``cldprov_async.testing.ManualClock`` to move time in tests.
     """
 
     def __init__(
@@ -59,8 +68,10 @@ class CldProvisioning:
         env: Mapping[str, str] | None = None,
         rate_limit_url: str | None = None,
         bulk_reserve: float = 0.1,
+        clock: Clock | None = None,
     ) -> None:
         account_id, security = resolve_credentials(account_id, security, env)
+        self.clock: Clock = SYSTEM_CLOCK if clock is None else check_clock(clock)
         bulk_reserve = check_bulk_reserve(bulk_reserve)
         if rate_limit_url is None:
             rate_limit_url = (os.environ if env is None else env).get(_fleet.ENV) or None
@@ -87,7 +98,10 @@ class CldProvisioning:
         self.server_url = base_url
         #: The fraction of each window's limit bulk work leaves to normal calls.
         self.bulk_reserve = bulk_reserve
-        limiter: Gate = RateLimiter(bulk_reserve=bulk_reserve)
+        self._fleet_url = fleet
+        self._secret = security.provisioning_api_secret
+        self._closables: list[PingVerifier] = []
+        limiter: Gate = RateLimiter(bulk_reserve=bulk_reserve, wall=self.clock)
         if fleet is not None:
             limiter = _fleet.make_gate(
                 fleet,
@@ -106,9 +120,11 @@ class CldProvisioning:
             session=session,
             limiter=limiter,
         )
-        self.access_keys = AccessKeysAPI(self._session, account_id)
         self.product_environments = ProductEnvironmentOperations(
             self._session, account_id, max_listing_bytes=max_listing_bytes
+        )
+        self.access_keys = AccessKeysAPI(
+            self._session, account_id, environments=self.product_environments, clock=self.clock
         )
 
     @property
@@ -121,8 +137,61 @@ class CldProvisioning:
         """Requests sent, rejected by the rate limit, retried, and seconds spent waiting."""
         return self._session.limiter.stats
 
+    def ping_verifier(self, timeout: float = 120.0) -> PingVerifier:
+        """A ready ``verify=`` for rotations: the Admin API's ping must accept the new key.
+
+        It pings this client's server with the new key (no provisioning budget spent or
+        waited on), retrying a refused key with backoff for ``timeout`` seconds of the
+        client's clock. Closed with the client.
+
+        Args:
+            timeout: seconds to keep retrying a key that is not accepted yet.
+
+        Returns:
+            The ``PingVerifier``.
+        """
+        verifier = PingVerifier(self.server_url, timeout=timeout, clock=self.clock)
+        self._closables.append(verifier)
+        return verifier
+
+    def deploy_hook(self, command: str, timeout: float = 60.0) -> ShellHook:
+        """A ``deliver=`` that runs ``command`` through the shell per handed-off key.
+
+        The hook's environment is ours minus ``CLOUDINARY_ACCOUNT_URL`` and any variable
+        holding this client's provisioning secret (see ``ShellHook``).
+
+        Args:
+            command: the shell command; it reads one JSON object from stdin.
+            timeout: seconds it may run before its process group is killed.
+
+        Returns:
+            The ``ShellHook``.
+        """
+        return ShellHook(command, timeout=timeout, hide=(self._secret,))
+
+    def rotation_lock(self, directory: str | None = None) -> RotationLock:
+        """The lock that lets one rotation at a time write to this account on this server.
+
+        A Redis lease when the client has a ``rate_limit_url``, else a lock file on this
+        machine (``directory``, else ``$CLDPROV_LOCK_DIR``, else the user's runtime or cache
+        directory). ``async with client.rotation_lock():`` takes it or raises
+        ``RotationLockedError`` naming the holder's host and pid; it never waits.
+
+        Args:
+            directory: where the lock file goes (no effect with Redis).
+
+        Returns:
+            The ``RotationLock`` (not yet taken).
+        """
+        host = f"{self.server_url.host}:{self.server_url.port}"
+        return RotationLock(host, self.account_id, fleet=self._fleet_url, directory=directory)
+
     async def close(self) -> None:
-        await self._session.close()
+        try:
+            for closable in self._closables:
+                await closable.aclose()
+        finally:
+            await self._session.close()
 
     async def __aenter__(self) -> CldProvisioning:
         return self

@@ -26,7 +26,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -52,10 +52,18 @@ def backoff(config: RetryConfig, n: int, rng: random.Random) -> float:
 
 
 def rejection_wait(
-    headers: Mapping[str, str], n: int, retry: RetryConfig, rng: random.Random
+    headers: Mapping[str, str],
+    n: int,
+    retry: RetryConfig,
+    rng: random.Random,
+    now_wall: float | None = None,
 ) -> float:
-    """Seconds a 420/429 closes the gate: ``Retry-After``, else the reset, else a backoff."""
-    now_wall = time.time()
+    """Seconds a 420/429 closes the gate: ``Retry-After``, else the reset, else a backoff.
+
+    ``now_wall`` is the wall clock the server's dates are read against (``time.time()``).
+    """
+    if now_wall is None:
+        now_wall = time.time()
     wait = retry_after_seconds(headers, now_wall)
     if wait is None:
         seen = parse_rate_limit(headers)
@@ -113,8 +121,15 @@ def reserve_of(limit: int | None, bulk_reserve: float) -> int:
 class RateLimiter:
     """The gate shared by every request of one client."""
 
-    def __init__(self, rng: random.Random | None = None, bulk_reserve: float = 0.0) -> None:
+    def __init__(
+        self,
+        rng: random.Random | None = None,
+        bulk_reserve: float = 0.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.snapshot: RateLimit | None = None
+        #: The wall clock the server's reset dates are read against (the client's clock).
+        self.wall = wall
         self.stats = RateLimitStats()
         self.rng = rng or random.Random()
         self.bulk_reserve = check_bulk_reserve(bulk_reserve)
@@ -227,7 +242,7 @@ class RateLimiter:
         """The error for a call whose budget ends before the gate reopens (``seen``: the
         snapshot to quote, the gate's own by default)."""
         seen = seen or self.snapshot
-        reset_at = datetime.fromtimestamp(time.time() + wait, UTC)
+        reset_at = datetime.fromtimestamp(self.wall() + wait, UTC)
         said = seen.reset_at if seen is not None else None
         if said is not None and abs((said - reset_at).total_seconds()) < 1.0:
             reset_at = said  # the server's own words, not our arithmetic
@@ -333,7 +348,7 @@ class RateLimiter:
             self._limit = seen.limit
         reset: float | None = None
         if seen.reset_at is not None:
-            reset = loop_now + (seen.reset_at.timestamp() - time.time()) + RESET_MARGIN
+            reset = loop_now + (seen.reset_at.timestamp() - self.wall()) + RESET_MARGIN
             if reset <= loop_now:
                 return  # an answer from a window that has already ended
         if seen.remaining is None:
@@ -350,7 +365,7 @@ class RateLimiter:
     def on_rejected(self, headers: Mapping[str, str], n: int, retry: RetryConfig) -> float:
         """A 420/429: close the gate for every caller; returns seconds until it reopens."""
         self.stats.rejected += 1
-        wait = rejection_wait(headers, n, retry, self.rng)
+        wait = rejection_wait(headers, n, retry, self.rng, self.wall())
         loop = asyncio.get_running_loop()
         self._blocked_until = max(self._blocked_until, loop.time() + wait)
         self._tokens = 0

@@ -24,19 +24,23 @@ over many environments; ``AccessKeysAPI`` (``_api``) puts these functions on
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Literal
 
 from attrs import evolve, frozen
 
 from . import _telemetry as telemetry
 from ._access_keys import AccessKeyOperations
 from ._config import RetryConfig
+from ._environments import EnvironmentLookup
 from ._lifecycle import RETIRE_MODES as RETIRE_MODES
+from ._lifecycle import NextStep, Status, Step
 from ._lifecycle import Retire as Retire
+from ._product_environments import ProductEnvironmentOperations
+from ._verify import PingVerifier
 from .errors import CldProvisioningError, ConflictError, NotFoundError, VerificationError
 from .models import AccessKey, DedicatedFor, GetAccessKeysRequest, SortBy, SortOrder, check_id
 
@@ -67,7 +71,24 @@ class RotationResult:
     """How one product environment's rotation ended. ``new_key`` holds the new secret.
 
     ``status`` says which: ``rotated``, ``skipped`` (by a policy; ``skipped`` holds why),
-    ``failed`` (``error``), or ``planned`` (a dry run; ``plan`` holds what it would do).
+    ``failed`` (``error``), or ``planned`` (a dry run; ``plan`` holds what it would do); in
+    lifecycle mode also ``handed_off``, ``in_grace``, ``retired`` and ``pruned``.
+
+    Attributes:
+        sub_account_id: the product environment.
+        new_key: the key this run made or handed off (or, on a rerun with the same name,
+            made before), with its secret; present even when a later step failed.
+        retired: the older keys retired (disabled, or deleted with ``retire="delete"``).
+        error: why it failed (None: it did not).
+        skipped: why nothing was due (also why an environment waits in grace).
+        plan: what a dry run would do.
+        steps: the steps taken, in order: ``generated``, ``verified``, ``handed_off``,
+            ``retired``, ``pruned``.
+        deleted: keys a lifecycle run pruned (a rotation had retired them long enough ago).
+        in_grace_until: when the older keys' grace ends (they stay enabled until then).
+        next: a lifecycle dry run's step a real run would take now (or ``in_grace``).
+        next_at: when ``next`` falls due, if not now.
+        lifecycle_status: the status a lifecycle run reports (None in classic mode).
     """
 
     sub_account_id: str
@@ -76,15 +97,23 @@ class RotationResult:
     error: BaseException | None = None
     skipped: str | None = None
     plan: RotationPlan | None = None
+    steps: tuple[Step, ...] = ()
+    deleted: tuple[AccessKey, ...] = ()
+    in_grace_until: datetime | None = None
+    next: NextStep | None = None
+    next_at: datetime | None = None
+    lifecycle_status: Status | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     @property
-    def status(self) -> Literal["rotated", "skipped", "failed", "planned"]:
+    def status(self) -> Status:
         if self.error is not None:
             return "failed"
+        if self.lifecycle_status is not None:
+            return self.lifecycle_status
         if self.skipped is not None:
             return "skipped"
         return "planned" if self.plan is not None else "rotated"
@@ -95,7 +124,7 @@ def run_name() -> str:
     return f"rotated-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 
-def check_rotate_options(name: str | None, retire: str, verify: Verify | None) -> None:
+def check_rotate_options(name: str | None, retire: str, verify: object) -> None:
     if name is not None:
         check_id(name, "name")
     if retire not in RETIRE_MODES:
@@ -146,7 +175,7 @@ async def rotate(
     *,
     name: str | None = None,
     retire: Retire = "disable",
-    verify: Verify | None = None,
+    verify: Verify | PingVerifier | None = None,
     retries: RetryConfig | None = None,
 ) -> RotationResult:
     """Replace the enabled keys with one new key; check ``result.ok``: errors are returned.
@@ -157,17 +186,39 @@ async def rotate(
     check_id(sub_account_id, "sub_account_id")
     check_rotate_options(name, retire, verify)
     with telemetry.span(ROTATE, sub_account_id) as span:  # its calls are child spans
-        result = await rotate_listed(
-            api,
-            sub_account_id,
-            None,
-            name=name or run_name(),
-            retire=retire,
-            verify=verify,
-            retries=retries,
-        )
+        try:
+            checker = await _with_environment(api, sub_account_id, verify, retries)
+        except CldProvisioningError as exc:
+            log_failure(sub_account_id, exc)
+            result = RotationResult(sub_account_id, error=exc)
+        else:
+            result = await rotate_listed(
+                api,
+                sub_account_id,
+                None,
+                name=name or run_name(),
+                retire=retire,
+                verify=checker,
+                retries=retries,
+            )
         telemetry.failed(span, result.error)
     return result
+
+
+async def _with_environment(
+    api: AccessKeyOperations,
+    sub_account_id: str,
+    verify: Verify | PingVerifier | None,
+    retries: RetryConfig | None,
+) -> Verify | None:
+    """A ``PingVerifier`` needs the environment's cloud name: look it up (one listing)."""
+    if not isinstance(verify, PingVerifier):
+        return verify
+    listing = getattr(api, "environments", None)
+    if not isinstance(listing, ProductEnvironmentOperations):
+        raise TypeError("a PingVerifier needs client.access_keys (to find the cloud name)")
+    env = await EnvironmentLookup(listing, None, retries).get(sub_account_id)
+    return functools.partial(verify, environment=env)
 
 
 async def rotate_listed(
@@ -183,6 +234,7 @@ async def rotate_listed(
     """``rotate``'s steps, arguments checked, from ``keys`` when the caller has listed them."""
     new_key: AccessKey | None = None
     retired: list[AccessKey] = []
+    steps: list[Step] = []
     try:
         if keys is None:
             listing = await api.list(
@@ -191,24 +243,28 @@ async def rotate_listed(
             keys = listing.access_keys
         new_key = next((k for k in keys if k.name == name), None)
         if new_key is None:
-            new_key = await _generate(api, sub_account_id, name, retries)
+            new_key = await generate_named(api, sub_account_id, name, retries)
+            steps.append("generated")
         elif not new_key.enabled:
-            new_key = await _update(api, sub_account_id, new_key, {"enabled": True}, retries)
+            new_key = await update_key(api, sub_account_id, new_key, {"enabled": True}, retries)
         others = [k for k in keys if k.api_key != new_key.api_key]
         dedicated = any(DedicatedFor.WEBHOOKS in k.dedicated_for for k in others)
         if dedicated and DedicatedFor.WEBHOOKS not in new_key.dedicated_for:
             change = {"dedicated_for": DedicatedFor.WEBHOOKS}
-            new_key = await _update(api, sub_account_id, new_key, change, retries)
+            new_key = await update_key(api, sub_account_id, new_key, change, retries)
         if verify is not None:
-            await _verify(verify, new_key)
+            await verify_key(verify, new_key)
+            steps.append("verified")
         if retire != "keep":
             for old in others:
                 if old.enabled:
                     retired.append(await _retire(api, sub_account_id, old, retire, retries))
+                    if steps[-1:] != ["retired"]:
+                        steps.append("retired")
     except CldProvisioningError as exc:
         log_failure(sub_account_id, exc)
-        return RotationResult(sub_account_id, new_key, tuple(retired), exc)
-    return RotationResult(sub_account_id, new_key, tuple(retired))
+        return RotationResult(sub_account_id, new_key, tuple(retired), exc, steps=tuple(steps))
+    return RotationResult(sub_account_id, new_key, tuple(retired), steps=tuple(steps))
 
 
 def log_failure(sub_account_id: str, exc: CldProvisioningError) -> None:
@@ -226,9 +282,10 @@ def log_failure(sub_account_id: str, exc: CldProvisioningError) -> None:
 # -- steps ---------------------------------------------------------------------------------
 
 
-async def _generate(
+async def generate_named(
     api: AccessKeyOperations, sub: str, name: str, retries: RetryConfig | None
 ) -> AccessKey:
+    """A new enabled key called ``name``; on 409 (an earlier attempt made it), that key."""
     try:
         return await api.generate(
             sub, {"name": name, "enabled": True}, retries=retries, priority="bulk"
@@ -244,7 +301,7 @@ async def _generate(
         return found
 
 
-async def _update(
+async def update_key(
     api: AccessKeyOperations,
     sub: str,
     key: AccessKey,
@@ -258,9 +315,12 @@ async def _update(
     return updated
 
 
-async def _verify(verify: Verify, key: AccessKey) -> None:
+async def verify_key(verify: Verify, key: AccessKey) -> None:
+    """Await ``verify(key)``; any exception or False becomes a ``VerificationError``."""
     try:
         verdict = await verify(key)
+    except VerificationError:
+        raise
     except Exception as exc:
         raise VerificationError(f"verify rejected the new key: {type(exc).__name__}") from exc
     if verdict is False:

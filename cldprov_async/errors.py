@@ -18,7 +18,10 @@ Callers catch one base class and narrow from there::
     ├── TransportError             the exchange itself failed: connection refused or dropped
     │   ├── RequestTimeoutError      no answer within the attempt timeout
     │   └── OutcomeUnknownError      a ``generate`` may or may not have created a key
-    └── VerificationError          a rotation's ``verify`` rejected the new key
+    ├── VerificationError          a rotation's ``verify`` rejected the new key
+    ├── HandOffError               a rotation's hand-off (``deliver``, a deploy hook) failed
+    └── RotationLockError          the rotation lock could not be taken (Redis unreachable)
+        └── RotationLockedError      another run holds it: ``host`` and ``pid`` name it
 
 Bad arguments from the caller are ``ValueError``/``TypeError`` raised before anything is
 sent; they are not part of this tree.
@@ -47,6 +50,7 @@ __all__ = [
     "CldProvisioningError",
     "ConflictError",
     "ErrorResponse",
+    "HandOffError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
@@ -54,6 +58,8 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseTooLargeError",
     "ResponseValidationError",
+    "RotationLockError",
+    "RotationLockedError",
     "TransportError",
     "VerificationError",
 ]
@@ -173,6 +179,49 @@ class OutcomeUnknownError(TransportError):
 
 class VerificationError(CldProvisioningError):
     """The caller's ``verify`` rejected a rotation's new key, so nothing was retired."""
+
+
+class HandOffError(CldProvisioningError):
+    """A rotation could not hand its new key off: ``deliver`` raised, or the deploy hook
+    exited non-zero or ran past its timeout. The key stays pending and the older keys stay
+    enabled; the next run hands the same key off again.
+
+    Attributes:
+        exit_status: the hook's exit status (negative: killed by that signal), or None.
+        timed_out: the hook ran past its timeout and its process group was killed.
+        stderr_tail: the last lines of the hook's stderr (secrets masked), also in the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exit_status: int | None = None,
+        timed_out: bool = False,
+        stderr_tail: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+        self.timed_out = timed_out
+        self.stderr_tail = stderr_tail
+
+
+class RotationLockError(CldProvisioningError):
+    """The rotation lock could not be taken or kept (its Redis did not answer)."""
+
+
+class RotationLockedError(RotationLockError):
+    """Another run holds the rotation lock of this account and server.
+
+    Attributes:
+        host: the holder's host name.
+        pid: the holder's process id.
+    """
+
+    def __init__(self, message: str, *, host: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.pid = pid
 
 
 _BY_STATUS: dict[int, type[ErrorResponse]] = {

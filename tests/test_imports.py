@@ -28,7 +28,14 @@ LAYERS: list[set[str]] = [
     {"cldprov_async._client"},
     {"cldprov_async._api"},
     {"cldprov_async._bulk"},
+    {"cldprov_async._lifecycle_run"},
     {"cldprov_async._rotation"},
+    {
+        "cldprov_async._verify",
+        "cldprov_async._hook",
+        "cldprov_async._lock",
+        "cldprov_async._environments",
+    },
     {"cldprov_async._access_keys", "cldprov_async._product_environments"},
     {"cldprov_async._operation"},
     {"cldprov_async._session"},
@@ -46,6 +53,7 @@ LAYERS: list[set[str]] = [
         "cldprov_async._slots",
         "cldprov_async._lifecycle",
         "cldprov_async._labels",
+        "cldprov_async._clock",
     },
 ]
 

@@ -7,11 +7,14 @@ result type). Nothing from the CLI: it sits at the bottom, so every CLI module m
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from .._rotation import RotationResult
 from ..errors import CldProvisioningError
@@ -20,7 +23,7 @@ from ..models import AccessKey
 MASK = "********"
 
 
-def _iso(value: datetime) -> str:
+def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -52,8 +55,8 @@ def key_json(key: AccessKey, show: bool) -> dict[str, Any]:
         "api_secret": _secret(key.api_secret, show),
         "enabled": key.enabled,
         "dedicated_for": [str(d) for d in key.dedicated_for],
-        "created_at": _iso(key.created_at),
-        "updated_at": _iso(key.updated_at),
+        "created_at": iso(key.created_at),
+        "updated_at": iso(key.updated_at),
     }
 
 
@@ -78,7 +81,7 @@ def keys_table(keys: Iterable[AccessKey], show: bool | None) -> str:
             key.api_key,
             "yes" if key.enabled else "no",
             ",".join(key.dedicated_for) or "-",
-            _iso(key.created_at),
+            iso(key.created_at),
         ]
         if show is not None:
             row.append(_secret(key.api_secret, show) or "-")
@@ -88,6 +91,56 @@ def keys_table(keys: Iterable[AccessKey], show: bool | None) -> str:
 
 def print_json(document: object) -> None:
     print(json.dumps(document, indent=2))
+
+
+def reader_gone(exc: BaseException) -> bool:
+    """Whether a write failed because the reading end went away (EPIPE, a closed pipe)."""
+    return isinstance(exc, BrokenPipeError) or getattr(exc, "errno", None) == errno.EPIPE
+
+
+def silence(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (its reader is gone), so that what is
+    still buffered, or written later, goes nowhere instead of failing at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+class SafeStream:
+    """stderr for a long run: a write whose reader went away (``2>&1 | head``) is dropped
+    instead of raising, so losing the log never stops a rotation half way."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.stream.write(text)
+            except (OSError, ValueError) as exc:
+                self._lost(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError) as exc:
+                self._lost(exc)
+
+    def isatty(self) -> bool:
+        return not self.gone and self.stream.isatty()
+
+    def _lost(self, exc: BaseException) -> None:
+        if isinstance(exc, OSError) and not reader_gone(exc):
+            raise exc
+        self.gone = True
+        silence(self.stream)
+
+    def as_text_io(self) -> TextIO:
+        return cast(TextIO, self)
 
 
 class StatusLine:

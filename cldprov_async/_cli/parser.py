@@ -9,6 +9,7 @@ standard library and the rest of cldprov_async (config, models, rotation, versio
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 
 from .. import _rotation
 from .._config import ACCOUNT_URL_ENV, REGIONS
@@ -17,7 +18,7 @@ from ..models import SortBy, SortOrder
 from .common import PROG
 from .demo import demo
 from .keys import keys_delete, keys_generate, keys_list, keys_update
-from .rotate import parse_age, rotate
+from .rotate import parse_age, parse_age_or_zero, rotate
 
 
 def _float(text: str) -> float:
@@ -133,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="give product environments one new key each and retire the old ones",
         description="Each product environment gets one new enabled key (dedicated for webhooks"
         " if an old one was), then its old enabled keys are retired. Progress goes to stderr."
-        " Exit status: 0 all rotated, 1 any failed (each is listed), 2 usage error.",
+        " Exit status: 0 nothing failed, 1 any failed (each is listed), 2 usage error, 3 another"
+        " run holds the account's rotation lock.",
     )
     p.add_argument("subs", metavar="SUB", nargs="*", help="product environment ids")
     p.add_argument(
@@ -160,7 +162,49 @@ def build_parser() -> argparse.ArgumentParser:
         "--older-than",
         type=parse_age,
         metavar="AGE",
-        help="rotate only where the newest enabled key is older than AGE (90d, 12h, 30m)",
+        help="rotate only where the newest enabled key is older than AGE (90d, 12h, 30m, 45s"
+        " or seconds)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="before anything retires, prove the new key works: the Admin API's ping with it",
+    )
+    p.add_argument(
+        "--verify-timeout",
+        type=parse_age,
+        default=timedelta(seconds=120),
+        metavar="AGE",
+        help="how long --verify retries a key not accepted yet (default: 120s)",
+    )
+    life = p.add_argument_group(
+        "lifecycle (any of these): NAME@pending -> verified -> handed off (NAME@current) ->"
+        " older keys retired after the grace -> retired keys pruned"
+    )
+    life.add_argument(
+        "--deploy-hook",
+        metavar="CMD",
+        help="hand each new key off by running CMD through the shell (JSON on stdin: api_key,"
+        " api_secret, ...); exit 0 means delivered. Without it the --jsonl line is the hand-off",
+    )
+    life.add_argument(
+        "--hook-timeout",
+        type=parse_age,
+        default=timedelta(seconds=60),
+        metavar="AGE",
+        help="kill a hook's process group past this (default: 60s)",
+    )
+    life.add_argument(
+        "--grace",
+        type=parse_age_or_zero,
+        metavar="AGE",
+        help="retire the older keys once the new one has been handed off this long (0 allowed)",
+    )
+    life.add_argument(
+        "--prune-after",
+        type=parse_age_or_zero,
+        metavar="AGE",
+        help="delete keys a rotation retired (disabled) at least AGE ago",
     )
     p.add_argument(
         "--jsonl", action="store_true", help="a JSON line on stdout as each environment finishes"

@@ -1,13 +1,20 @@
-"""The ``rotate`` command: choose product environments (ids, a file, or ``--all`` with
-filters), then rotate, plan (``--dry-run``) or skip them (``--older-than``), streaming each
-result (``--jsonl``) or reporting them at the end (a table, or ``--json``).
+"""The ``rotate`` command: choose product environments (``choose``), take the rotation lock,
+then rotate, plan (``--dry-run``) or skip them (``--older-than``), streaming each result
+(``--jsonl``) or reporting them at the end (a table, or ``--json``; ``report``).
 
-New secrets go only to ``--jsonl`` and ``--json``; the human output says where to find
-them. Progress and failures go to stderr (``progress``). SIGINT and SIGTERM stop the run:
-what finished is reported, and how to resume.
+Classic mode retires the old keys in the same run. Lifecycle mode (``--deploy-hook``,
+``--grace``, ``--prune-after``) runs ``_lifecycle_run``: a new key is verified, handed off
+(the hook, or without one the ``--jsonl`` line), and the older keys retire after the grace.
 
-May import: ``common``, ``output`` and ``progress`` (below it in the CLI), the standard
-library and the rest of cldprov_async. Not the parser or ``__init__``, which import it.
+Before its first write a run prints its name and the command that resumes it on stderr, so
+even a run killed outright can be resumed from its log: the same command with ``--name``
+gives back every touched environment's key and secret and makes no second key. SIGINT and
+SIGTERM are passed to running hooks and stop the run: what finished is reported, and how to
+resume. When stdout goes away (``| head``), no new environment starts, the ones in flight
+finish, and the run exits 1 saying how many it touched and how to get their secrets back.
+
+May import: ``choose``, ``common``, ``output``, ``progress`` and ``report`` (below it in the
+CLI), the standard library and the rest of cldprov_async. Not the parser or ``__init__``.
 """
 
 from __future__ import annotations
@@ -15,266 +22,75 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import re
 import shlex
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
-from typing import Any
 
 from .. import _rotation
-from .._budget import BudgetTracker
+from .._bulk import bulk_retries, lifecycle_iter
 from .._client import CldProvisioning
+from .._hook import ShellHook
+from .._labels import check_run_name
+from .._lifecycle import LifecyclePolicy
+from .._lifecycle_run import LifecycleRun, delivering
 from .._rotation import RotationResult
-from ..models import ProductEnvironment, check_id
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, UsageError, connect
-from .output import environments, error_json, key_json, one_line, print_json, table
-from .progress import RunProgress, duration, ticking
+from ..errors import RotationLockedError
+from ..models import check_id
+from .choose import Chosen, choose, chosen_id, named_ids
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, PROG, UsageError, connect
+from .output import SafeStream, environments
+from .progress import RunProgress, ticking
+from .report import Report, plan_totals
 
-_AGE = re.compile(r"(\d+)([dhm])")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
-#: The most ids one product-environment listing takes.
-_IDS_PER_LISTING = 100
+_AGE = re.compile(r"(\d+(?:\.\d+)?)([dhms]?)")
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def parse_age(text: str) -> timedelta:
-    """``90d``, ``12h`` or ``30m`` (argparse type of ``--older-than``)."""
-    found = _AGE.fullmatch(text.strip())
-    if found is None or int(found[1]) == 0:
+    """``90d``, ``12h``, ``30m``, ``45s`` or plain seconds, positive (``--older-than``)."""
+    age = parse_age_or_zero(text)
+    if not age:
         raise argparse.ArgumentTypeError(
-            f"expected a positive age such as 90d, 12h or 30m, not {text!r}"
+            f"expected a positive age such as 90d, 12h, 30m or 45s, not {text!r}"
         )
-    return timedelta(**{_UNITS[found[2]]: int(found[1])})
+    return age
 
 
-# -- choosing the environments -----------------------------------------------------------------
-
-
-def _read_ids(source: str) -> list[str]:
-    """One id a line; blank lines and ``#`` comments are skipped. ``-`` is stdin."""
-    try:
-        if source == "-":
-            text = sys.stdin.read()
-        else:
-            with open(source, encoding="utf-8") as f:
-                text = f.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
-    ids = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    return [i for i in ids if i]
-
-
-def _named_ids(args: argparse.Namespace) -> list[str]:
-    ids = list(args.subs)
-    if args.from_file is not None:
-        ids += _read_ids(args.from_file)
-    if args.all:
-        if ids:
-            raise UsageError("rotate: give ids (or --from-file) or --all, not both")
-        return []
-    if not ids:
-        raise UsageError("rotate: give at least one sub-account id, --from-file, or --all")
-    seen: set[str] = set()
-    for sub in ids:
-        if sub in seen:
-            raise UsageError(f"rotate: sub-account {sub!r} is given twice")
-        seen.add(sub)
-    return ids
-
-
-def _matches(env: ProductEnvironment, args: argparse.Namespace) -> bool:
-    if args.enabled_only and not env.enabled:
-        return False
-    return not args.prefix or env.name.casefold().startswith(args.prefix.casefold())
-
-
-async def _choose(client: CldProvisioning, args: argparse.Namespace, ids: list[str]) -> list[str]:
-    """The environments to rotate. Filters narrow named ids too, client-side: the API
-    ignores its other filters when ``ids`` is given. An id the listing does not know is
-    kept, so its 404 is reported rather than silently dropped."""
-    api = client.product_environments
-    if args.all:
-        enabled = True if args.enabled_only else None
-        listing = await api.list(enabled=enabled, prefix=args.prefix or None)
-        return [env.id for env in listing.sub_accounts]
-    if not (args.enabled_only or args.prefix):
-        return ids
-    known: dict[str, ProductEnvironment] = {}
-    for start in range(0, len(ids), _IDS_PER_LISTING):
-        listing = await api.list(ids=ids[start : start + _IDS_PER_LISTING])
-        known.update((env.id, env) for env in listing.sub_accounts)
-    return [sub for sub in ids if sub not in known or _matches(known[sub], args)]
-
-
-# -- reporting ---------------------------------------------------------------------------------
-
-
-def result_json(r: RotationResult, show: bool) -> dict[str, Any]:
-    """One environment's outcome; the new key's secret is in ``new_api_secret``."""
-    doc: dict[str, Any] = {
-        "sub_account_id": r.sub_account_id,
-        "status": r.status,
-        "ok": r.ok,
-        "new_key": None if r.new_key is None else key_json(r.new_key, show),
-        "new_api_secret": None if r.new_key is None else r.new_key.api_secret,
-        "retired": [key_json(k, show) for k in r.retired],
-        "reason": r.skipped if r.error is None else one_line(r.error),
-        "error": error_json(r.error),
-    }
-    if r.plan is not None:
-        doc["plan"] = {
-            "new_key_name": r.plan.new_key_name,
-            "creates_key": r.plan.creates_key,
-            "retire": [key_json(k, False) for k in r.plan.retire],
-            "dedication_moves": r.plan.dedication_moves,
-            "requests": r.plan.requests,
-        }
-    return doc
-
-
-def plan_totals(
-    results: Sequence[RotationResult], budget: BudgetTracker, client: CldProvisioning
-) -> dict[str, Any]:
-    """Environments, requests a run needs, the announced budget, and the estimated duration."""
-    budget.observe(client.rate_limit)
-    planned = [r.plan for r in results if r.plan is not None]
-    requests = sum(p.requests for p in planned)
-    snap = budget.snapshot
-    seconds = budget.seconds_for(requests)
-    return {
-        "environments": len(results),
-        "planned": len(planned),
-        "skipped": sum(r.status == "skipped" for r in results),
-        "failed": sum(r.status == "failed" for r in results),
-        "requests_needed": requests,
-        "budget": None
-        if snap is None
-        else {
-            "limit": snap.limit,
-            "remaining": snap.remaining,
-            "reset_at": None if snap.reset_at is None else snap.reset_at.isoformat(),
-        },
-        "window_seconds": budget.window,
-        "window_known": budget.window_known,
-        "estimated_seconds": 0.0 if seconds is None else seconds,
-    }
-
-
-def _totals_text(totals: dict[str, Any]) -> str:
-    b = totals["budget"]
-    announced = (
-        "none announced"
-        if b is None
-        else f"{b['remaining']} of {b['limit']} left in this window (resets {b['reset_at']})"
-    )
-    window = duration(totals["window_seconds"]) + ("" if totals["window_known"] else ", assumed")
-    return "\n".join(
-        [
-            f"environments      {totals['environments']} ({totals['planned']} to rotate,"
-            f" {totals['skipped']} skipped, {totals['failed']} failed)",
-            f"requests needed   {totals['requests_needed']}",
-            f"budget            {announced}; window {window}",
-            f"estimated time    {duration(totals['estimated_seconds'])} waiting for windows",
-        ]
-    )
-
-
-class Report:
-    """Where results go: a JSON line each (``--jsonl``, nothing kept), or kept for the end."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.kept: list[RotationResult] = []
-        self.failed: list[str] = []
-        self.counts = {"rotated": 0, "skipped": 0, "failed": 0, "planned": 0}
-
-    def add(self, r: RotationResult) -> None:
-        self.counts[r.status] += 1
-        if r.error is not None:
-            self.failed.append(r.sub_account_id)
-        if self.args.jsonl:
-            sys.stdout.write(json.dumps(result_json(r, self.args.show_secrets)) + "\n")
-            sys.stdout.flush()
-            if r.plan is None:
-                return
-        self.kept.append(r)
-
-    def finish(self, name: str, ids: Sequence[str], totals: dict[str, Any] | None) -> None:
-        """Results in the order the environments were chosen; the summary on stderr."""
-        args = self.args
-        total = len(ids)
-        position = {sub: n for n, sub in enumerate(ids)}
-        self.kept.sort(key=lambda r: position.get(r.sub_account_id, total))
-        if args.json:
-            doc = {
-                "name": name,
-                "retire": args.retire,
-                "total": total,
-                **self.counts,
-                "results": [result_json(r, args.show_secrets) for r in self.kept],
-            }
-            if totals is not None:
-                doc["totals"] = totals
-            print_json(doc)
-        elif not args.jsonl:
-            self._table()
-            if totals is not None:
-                print()
-                print(_totals_text(totals))
-        elif totals is not None:
-            print(_totals_text(totals), file=sys.stderr)
-        c = self.counts
-        verb = "planned" if args.dry_run else "rotated"
-        print(
-            f"{verb} {c['planned'] if args.dry_run else c['rotated']} of {environments(total)},"
-            f" skipped {c['skipped']}, failed {c['failed']}"
-            f" (new key name {name!r}, old keys: {args.retire})",
-            file=sys.stderr,
+def parse_age_or_zero(text: str) -> timedelta:
+    """An age as ``parse_age`` takes it, 0 included (``--grace 0``)."""
+    found = _AGE.fullmatch(text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError(
+            f"expected an age such as 90d, 12h, 30m, 45s or seconds, not {text!r}"
         )
-        if c["rotated"] and not (args.json or args.jsonl):
-            print(
-                "new secrets are not printed here: run with --jsonl or --json, or see them"
-                f" with `{PROG} --show-secrets keys list SUB`",
-                file=sys.stderr,
-            )
-
-    def _table(self) -> None:
-        if self.args.dry_run:
-            rows = [
-                [
-                    r.sub_account_id,
-                    r.status,
-                    r.plan.new_key_name if r.plan else "-",
-                    str(len(r.plan.retire)) if r.plan else "-",
-                    ("moves" if r.plan.dedication_moves else "-") if r.plan else "-",
-                    str(r.plan.requests) if r.plan else r.skipped or "-",
-                ]
-                for r in self.kept
-            ]
-            headers = ["SUB_ACCOUNT", "STATUS", "NEW_KEY", "RETIRES", "WEBHOOKS", "REQUESTS"]
-            print(table(headers, rows))
-            return
-        retired = {"disable": "disabled", "delete": "deleted", "keep": "kept"}[self.args.retire]
-        rows = [
-            [
-                r.sub_account_id,
-                r.status,
-                r.new_key.api_key if r.new_key is not None else "-",
-                f"{len(r.retired)} {retired}",
-                r.skipped or "",
-            ]
-            for r in self.kept
-        ]
-        print(table(["SUB_ACCOUNT", "STATUS", "NEW_API_KEY", "OLD_KEYS", "REASON"], rows))
+    return timedelta(seconds=float(found[1]) * _UNITS[found[2]])
 
 
-def _resume_hint(args: argparse.Namespace, name: str, unfinished: list[str]) -> str:
+def age_arg(age: timedelta) -> str:
+    """An age back as an argument: the largest whole unit (``90d``, ``36h``, ``45s``)."""
+    seconds = age.total_seconds()
+    for unit in "dhm":
+        size = _UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def is_lifecycle(args: argparse.Namespace) -> bool:
+    """Any of --deploy-hook, --grace (even 0), --prune-after: the lifecycle's rules."""
+    return args.deploy_hook is not None or args.grace is not None or args.prune_after is not None
+
+
+def resume_command(args: argparse.Namespace, name: str, ids: Sequence[str] | None = None) -> str:
+    """The same ``rotate`` with ``--name``; ``ids`` narrows it to those environments."""
     if args.all:
         chosen = ["--all"]
-    elif len(unfinished) <= 20:
-        chosen = unfinished
+    elif ids is not None and len(ids) <= 20:
+        chosen = list(ids)
     else:
         chosen = [*args.subs, *(["--from-file", args.from_file] if args.from_file else [])]
     options = [*chosen, "--name", name, "--retire", args.retire]
@@ -282,75 +98,189 @@ def _resume_hint(args: argparse.Namespace, name: str, unfinished: list[str]) -> 
         options.append("--enabled-only")
     if args.prefix:
         options += ["--prefix", args.prefix]
-    if args.older_than is not None:
-        minutes = int(args.older_than.total_seconds()) // 60
-        unit, size = next((u, n) for u, n in (("d", 1440), ("h", 60), ("m", 1)) if minutes % n == 0)
-        options += ["--older-than", f"{minutes // size}{unit}"]
+    for flag, value in (
+        ("--older-than", args.older_than),
+        ("--grace", args.grace),
+        ("--prune-after", args.prune_after),
+    ):
+        if value is not None:
+            options += [flag, age_arg(value)]
+    if args.verify:
+        options.append("--verify")
+        if args.verify_timeout != timedelta(seconds=120):
+            options += ["--verify-timeout", age_arg(args.verify_timeout)]
+    if args.deploy_hook is not None:
+        options += ["--deploy-hook", args.deploy_hook]
+        if args.hook_timeout != timedelta(seconds=60):
+            options += ["--hook-timeout", age_arg(args.hook_timeout)]
+    if args.concurrency != 8:
+        options += ["--concurrency", str(args.concurrency)]
+    options += ["--jsonl"] if args.jsonl else ["--json"] if args.json else []
     return f"{PROG} rotate {shlex.join(options)}"
+
+
+def _check(args: argparse.Namespace, lifecycle: bool) -> str:
+    """Usage errors that argparse cannot express, before anything is sent; the run's name."""
+    name = args.name if args.name is not None else _rotation.run_name()
+    check_id(name, "--name")
+    if args.json and args.jsonl:
+        raise UsageError("rotate: choose --json or --jsonl, not both")
+    if not lifecycle:
+        return name
+    try:
+        check_run_name(name, "--name")
+    except ValueError as exc:
+        raise UsageError(f"rotate: {exc}") from None
+    if args.retire == "keep" and (args.grace is not None or args.prune_after is not None):
+        raise UsageError(
+            "rotate: --retire keep retires nothing: it takes no --grace or --prune-after"
+        )
+    if args.deploy_hook is None and not args.jsonl and not args.dry_run:
+        raise UsageError(
+            "rotate: without --deploy-hook the hand-off is the --jsonl line on stdout:"
+            " add --jsonl (or --deploy-hook CMD)"
+        )
+    return name
+
+
+async def _feed(items: Sequence[Chosen], report: Report) -> AsyncIterator[Chosen]:
+    """The chosen environments, until stdout goes away (then no new one starts)."""
+    for item in items:
+        if report.closed:
+            return
+        yield item
 
 
 # -- the command -------------------------------------------------------------------------------
 
 
 async def rotate(args: argparse.Namespace) -> int:
-    named = _named_ids(args)
-    name = args.name if args.name is not None else _rotation.run_name()
-    check_id(name, "--name")
-    if args.json and args.jsonl:
-        raise UsageError("rotate: choose --json or --jsonl, not both")
+    named = named_ids(args)
+    lifecycle = is_lifecycle(args)
+    name = _check(args, lifecycle)
+    err = SafeStream(sys.stderr).as_text_io()
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
+    hooks: list[ShellHook] = []
     terminated = False
 
-    def on_sigterm() -> None:
+    def on_signal(signum: int) -> None:
         nonlocal terminated
         terminated = True
+        for hook in hooks:
+            hook.send_signal(signum)  # a hook in its own process group gets the run's signal
         if task is not None:
             task.cancel()
 
     with contextlib.suppress(NotImplementedError):  # no loop signal handlers on Windows
-        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-    report = Report(args)
+        for signum in _SIGNALS:
+            loop.add_signal_handler(signum, on_signal, signum)
+    report = Report(args, err, lifecycle=lifecycle)
     finished: set[str] = set()
     ids: list[str] = []
     try:
         async with connect(args) as client:
-            ids = await _choose(client, args, named)
-            verb = "planning" if args.dry_run else "rotating"
-            print(f"{verb} {environments(len(ids))}...", file=sys.stderr)
-            progress = RunProgress(len(ids), sys.stderr, client, concurrency=args.concurrency)
-            async with ticking(progress):
-                stream = client.access_keys.rotate_iter(
-                    ids,
-                    concurrency=args.concurrency,
-                    name=name,
-                    retire=args.retire,
-                    max_age=args.older_than,
-                    dry_run=args.dry_run,
-                )
-                async for result in stream:
-                    finished.add(result.sub_account_id)
-                    report.add(result)
-                    progress.update(result)
-            totals = plan_totals(report.kept, progress.budget, client) if args.dry_run else None
+            lock = None if args.dry_run else client.rotation_lock()
+            if lock is not None:
+                try:
+                    await lock.acquire()
+                except RotationLockedError as exc:
+                    print(f"{PROG}: {exc}", file=err)
+                    return EXIT_LOCKED
+            try:
+                if args.deploy_hook is not None:
+                    hooks.append(client.deploy_hook(args.deploy_hook, _seconds(args.hook_timeout)))
+                chosen = await choose(client, args, named, environments=lifecycle or args.verify)
+                ids = [chosen_id(c) for c in chosen]
+                if lock is not None:
+                    print(
+                        f"{PROG}: run {name!r}; if it stops before the end, this gives back every"
+                        f" new key and secret and finishes it:\n  {resume_command(args, name)}",
+                        file=err,
+                    )
+                verb = "planning" if args.dry_run else "rotating"
+                print(f"{verb} {environments(len(ids))}...", file=err)
+                progress = RunProgress(len(ids), err, client, concurrency=args.concurrency)
+                async with ticking(progress):
+                    stream = _stream(client, args, name, _feed(chosen, report), report, hooks)
+                    async for result in stream:
+                        finished.add(result.sub_account_id)
+                        report.add(result)
+                        progress.update(result)
+                totals = None
+                if args.dry_run:
+                    totals = plan_totals(report.kept, progress.budget, client)
+            finally:
+                if lock is not None:
+                    await lock.release()
     except asyncio.CancelledError:
         # Interrupted: the keys created so far exist; their secrets must not be lost.
         report.finish(name, ids, None)
         unfinished = [sub for sub in ids if sub not in finished]
         print(
             f"interrupted: {len(finished)} of {environments(len(ids))} finished; to resume:"
-            f"\n  {_resume_hint(args, name, unfinished)}",
-            file=sys.stderr,
+            f"\n  {resume_command(args, name, unfinished)}",
+            file=err,
         )
         if not terminated:
             raise
         return EXIT_INTERRUPTED
     finally:
         with contextlib.suppress(NotImplementedError):
-            loop.remove_signal_handler(signal.SIGTERM)
+            for signum in _SIGNALS:
+                loop.remove_signal_handler(signum)
     report.finish(name, ids, totals)
+    if report.closed:
+        print(
+            f"{PROG}: stdout was closed, so no new environment was started and those in"
+            f" flight were finished; {environments(len(report.touched))} touched by this run."
+            " Their new keys and secrets are not lost: this prints them (making no second"
+            f" key) and finishes the run:\n  {resume_command(args, name)}",
+            file=err,
+        )
+        return EXIT_FAILED
     if report.failed:
-        again = _resume_hint(args, name, report.failed if not args.all else [])
-        print(f"to resume the failed ones: {again}", file=sys.stderr)
+        again = resume_command(args, name, report.failed if not args.all else None)
+        print(f"to resume the failed ones: {again}", file=err)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _seconds(age: timedelta) -> float:
+    return age.total_seconds()
+
+
+def _stream(
+    client: CldProvisioning,
+    args: argparse.Namespace,
+    name: str,
+    items: AsyncIterator[Chosen],
+    report: Report,
+    hooks: list[ShellHook],
+) -> AsyncIterator[RotationResult]:
+    verify = client.ping_verifier(_seconds(args.verify_timeout)) if args.verify else None
+    if not is_lifecycle(args):
+        return client.access_keys.rotate_iter(
+            items,
+            concurrency=args.concurrency,
+            name=name,
+            retire=args.retire,
+            verify=verify,
+            max_age=args.older_than,
+            dry_run=args.dry_run,
+        )
+    policy = LifecyclePolicy(
+        args.older_than, args.grace or timedelta(0), args.prune_after, args.retire
+    )
+    run = LifecycleRun(
+        name,
+        policy,
+        delivering(hooks[0]) if hooks else report.hand_off,
+        verify,
+        bulk_retries(client.access_keys),
+        client.clock,
+        hand_off_last=not hooks,
+    )
+    return lifecycle_iter(
+        client.access_keys, items, run, concurrency=args.concurrency, dry_run=args.dry_run
+    )

@@ -9,28 +9,51 @@ Imports: the in-process gate (the fallback) and what it imports; nothing above i
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._shared import REDIS_TIMEOUT, SharedGate, namespace
 from ._url import ENV, EXTRA, FleetURL, parse, redis_asyncio
 
-__all__ = ["ENV", "EXTRA", "FleetURL", "SharedGate", "make_gate", "parse"]
+__all__ = [
+    "ENV",
+    "EXTRA",
+    "REDIS_TIMEOUT",
+    "FleetURL",
+    "SharedGate",
+    "connect",
+    "make_gate",
+    "namespace",
+    "parse",
+    "where",
+]
+
+
+def connect(url: FleetURL) -> Any:
+    """The one place a Redis client is made (redis-py's asyncio client, strings decoded,
+    every call bounded by ``REDIS_TIMEOUT``): the gate and the rotation lock use it."""
+    return redis_asyncio().from_url(
+        url.url,
+        socket_timeout=REDIS_TIMEOUT,
+        socket_connect_timeout=REDIS_TIMEOUT,
+        decode_responses=True,
+    )
+
+
+def where(redis: Any) -> str:
+    """``host:port`` (or the socket path) of a client, for messages: never its password."""
+    kwargs = redis.connection_pool.connection_kwargs
+    return str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
 
 
 def make_gate(
     url: FleetURL, *, host: str, account_id: str, bulk_reserve: float, lease_ttl: float
 ) -> SharedGate:
     """A gate sharing the budget of (``url.prefix``, ``host``, ``account_id``) through Redis."""
-    redis = redis_asyncio().from_url(
-        url.url,
-        socket_timeout=REDIS_TIMEOUT,
-        socket_connect_timeout=REDIS_TIMEOUT,
-        decode_responses=True,
-    )
-    where = redis.connection_pool.connection_kwargs
-    spot = where.get("path") or f"{where.get('host')}:{where.get('port')}"
+    redis = connect(url)
     return SharedGate(
         redis,
         namespace(url.prefix, host, account_id),
         bulk_reserve=bulk_reserve,
         lease_ttl=lease_ttl,
-        where=str(spot),
+        where=where(redis),
     )

@@ -37,6 +37,10 @@ Choices where the spec says nothing:
   ``"truncated"`` commits and sends the real response with its JSON body cut in half (valid HTTP,
   invalid JSON). ``"delay"`` sleeps ``Faults.delay`` (0.05 s without a policy), then answers.
 - Every response carries the rate-limit headers when a policy is set, 401s and faults included.
+- The Admin API's ping (``GET /v1_1/{cloud_name}/ping``, route ``"ping"``) accepts an enabled
+  key of the environment with that cloud name (its secret as Basic auth), ``ping_delay``
+  seconds after the key's creation, unless the environment is in ``ping_refused``; else 401
+  ``Invalid api_key ...`` (``Invalid cloud_name ...`` for an unknown one).
 - Random faults are reproducible for a given ``seed``: the n-th request of a route to a
   sub-account meets the same fault in every run, however concurrent requests interleave.
 
@@ -44,7 +48,7 @@ The package, one concern a module; each imports only modules above it in this li
 imports the client's modules at import time (only ``_server``, under TYPE_CHECKING and inside
 ``FakeProvisioningServer.client()``):
 
-- ``_types``: the ``Route`` and ``FaultKind`` names;
+- ``_types``: the ``Route`` and ``FaultKind`` names;  ``_clock``: ``ManualClock``;
 - ``_state``: the account's sub-accounts and keys, ``FakeKey`` snapshots;
 - ``_journal``: ``JournalEntry``, ``ServerStats`` and the journal recording them;
 - ``_faults``: the ``Faults`` policy and the fault plan (scripted, then seeded random);
@@ -58,6 +62,7 @@ imports the client's modules at import time (only ``_server``, under TYPE_CHECKI
 """
 
 from ._cli import main
+from ._clock import ManualClock
 from ._faults import Faults
 from ._journal import JournalEntry, ServerStats
 from ._policy import RateLimitPolicy
@@ -75,6 +80,7 @@ __all__ = [
     "FaultKind",
     "Faults",
     "JournalEntry",
+    "ManualClock",
     "RateLimitPolicy",
     "Route",
     "ServerStats",

@@ -1,7 +1,7 @@
 """The standalone process, ``python -m cldprov_async.testing``: :func:`main` and its arguments.
 
-Imports ``_faults``, ``_policy``, ``_server`` and ``_types`` from the package (nothing from
-``cldprov_async``); only ``__main__`` and ``__init__`` import it.
+Imports ``_clock``, ``_faults``, ``_policy``, ``_server`` and ``_types`` from the package
+(nothing from ``cldprov_async``); only ``__main__`` and ``__init__`` import it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import argparse
 import asyncio
 import signal
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
+from ._clock import ManualClock
 from ._faults import Faults
 from ._policy import RateLimitPolicy
 from ._server import FakeProvisioningServer
@@ -42,7 +44,41 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--fault-kind", action="append", choices=FAULT_KINDS, help="repeatable")
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--ping-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long the Admin API ping refuses a new key (of the server's clock)",
+    )
+    parser.add_argument(
+        "--ping-refuse", action="append", metavar="SUB", help="its ping refuses every key"
+    )
+    parser.add_argument(
+        "--clock-start",
+        type=_when,
+        metavar="WHEN",
+        help="start the server's clock here (epoch seconds or an ISO date); move it with"
+        ' POST /_fake/clock {"advance": seconds} or {"set": epoch}',
+    )
+    parser.add_argument(
+        "--clock-frozen", action="store_true", help="the clock moves only through /_fake/clock"
+    )
     return parser
+
+
+def _when(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected epoch seconds or an ISO date: {text!r}"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 async def _serve_until_signal(server: FakeProvisioningServer) -> None:
@@ -77,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         keys_per_sub_account=args.keys_per_sub_account,
         port=args.port,
+        clock=ManualClock(args.clock_start, ticking=not args.clock_frozen),
+        ping_delay=args.ping_delay,
+        ping_refused=args.ping_refuse or (),
     )
     asyncio.run(_serve_until_signal(server))
     return 0

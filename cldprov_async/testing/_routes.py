@@ -41,6 +41,8 @@ class ApiError(Exception):
 
 def match(method: str, parts: list[str]) -> Route | None:
     """The route of a request, from its method and its path split on ``/``; None if none."""
+    if len(parts) == 4 and parts[1] == "v1_1" and parts[3] == "ping" and parts[2]:
+        return "ping" if method == "GET" and parts[2] != "provisioning" else None
     if len(parts) == 6 and parts[5] == "sub_accounts" and tuple(parts[:4]) == _PREFIX:
         return "list_product_environments" if method == "GET" else None
     if len(parts) < 8 or parts[5] != "sub_accounts" or parts[7] != "access_keys":
@@ -55,8 +57,42 @@ def match(method: str, parts: list[str]) -> Route | None:
 
 
 def sub_account_of(parts: list[str]) -> str:
-    """The sub-account id in the path of a request that has a route ("" for the listing)."""
+    """The sub-account id in the path of a request that has a route ("" for the listing; the
+    cloud name for the Admin API's ping)."""
+    if len(parts) == 4:
+        return parts[2]
     return parts[6] if len(parts) > 6 else ""
+
+
+def ping(
+    accounts: Accounts,
+    cloud_name: str,
+    credentials: tuple[str, str] | None,
+    *,
+    delay: float,
+    refused: frozenset[str],
+) -> tuple[int, Any]:
+    """The Admin API's ``GET /v1_1/{cloud_name}/ping`` (the caller holds ``accounts.lock``).
+
+    Accepted: an enabled key of that environment with its secret, created at least ``delay``
+    seconds ago, unless the environment is in ``refused``. Else 401, as the live API answers
+    a bad key.
+    """
+    sub = accounts.by_cloud_name(cloud_name)
+    if sub is None:
+        return 401, {"error": {"message": f"Invalid cloud_name {cloud_name}"}}
+    api_key = "" if credentials is None else credentials[0]
+    key = sub.keys.get(api_key)
+    if (
+        credentials is None
+        or key is None
+        or not key.enabled
+        or key.api_secret != credentials[1]
+        or sub.id in refused
+        or accounts.now() - key.born < delay
+    ):
+        return 401, {"error": {"message": f"Invalid api_key {api_key}"}}
+    return 200, {"status": "ok"}
 
 
 # --- parsing

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
 
-from ._app import ProvisioningApp
+from ._app import PingSettings, ProvisioningApp
 from ._faults import FaultPlan, Faults
 from ._journal import Journal, JournalEntry, ServerStats
 from ._policy import RateLimiter, RateLimitPolicy
@@ -48,11 +48,27 @@ def _loop_thread(name: str) -> Iterator[asyncio.AbstractEventLoop]:
         loop.close()
 
 
+def _check_delay(seconds: float) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise ValueError(f"ping_delay must be a number of seconds >= 0, not {seconds!r}")
+    return float(seconds)
+
+
 class FakeProvisioningServer:
     """The fake API; use ``async with``, :meth:`start`/:meth:`stop`, or :meth:`run_in_thread`.
 
     State may be read and arranged from any thread (a lock guards it). ``clock`` (wall-clock
-    seconds) drives timestamps and rate-limit windows, so tests can move time without sleeping.
+    seconds) drives timestamps and rate-limit windows, so tests can move time without sleeping:
+    give it a ``ManualClock`` (and the same one to the client) to live through months in
+    seconds; ``POST /_fake/clock`` with ``{"advance": seconds}`` or ``{"set": epoch}`` moves a
+    ``ManualClock`` from outside (``GET`` reads it).
+
+    It also answers Cloudinary's Admin API ping, ``GET /v1_1/{cloud_name}/ping``, for each
+    environment's cloud name: an enabled key of that environment with its secret as Basic auth
+    gets ``{"status": "ok"}``, anything else 401. ``ping_delay`` (seconds of ``clock``) is how
+    long a new key waits before it is accepted; the ping of an environment in
+    ``ping_refused`` (sub-account ids) refuses every key. Pings pass no provisioning auth and
+    no provisioning rate limit; faults apply to them as to any route (``"ping"``).
     """
 
     def __init__(
@@ -69,6 +85,8 @@ class FakeProvisioningServer:
         port: int = 0,
         keep_journal: bool = True,
         clock: Callable[[], float] = time.time,
+        ping_delay: float = 0.0,
+        ping_refused: Iterable[str] = (),
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
@@ -78,6 +96,9 @@ class FakeProvisioningServer:
         self._journal = Journal(keep=keep_journal)
         self._fault_plan = FaultPlan(faults, seed=seed)
         self._rate_limiter = RateLimiter(rate_limit)
+        #: The clock stamping keys and moving the rate-limit windows.
+        self.clock = clock
+        self._ping = PingSettings(_check_delay(ping_delay), frozenset(ping_refused))
         self._app = ProvisioningApp(
             accounts=self._accounts,
             journal=self._journal,
@@ -86,6 +107,7 @@ class FakeProvisioningServer:
             api_key=api_key,
             api_secret=api_secret,
             clock=clock,
+            ping=self._ping,
         )
         self._runner: web.ServerRunner | None = None
         self._url: str | None = None
@@ -123,6 +145,21 @@ class FakeProvisioningServer:
         """Queue ``kind`` for the next ``count`` accepted requests to ``route`` (any if None);
         scripted faults are taken before random ones."""
         self._fault_plan.inject(kind, route=route, count=count)
+
+    @property
+    def ping_delay(self) -> float:
+        """Seconds (of the server's clock) before the ping accepts a new key."""
+        return self._ping.delay
+
+    @ping_delay.setter
+    def ping_delay(self, seconds: float) -> None:
+        self._ping.delay = _check_delay(seconds)
+
+    def refuse_ping(self, sub_account_id: str, refuse: bool = True) -> None:
+        """Make the ping of this environment refuse every key (or accept them again)."""
+        refused = set(self._ping.refused)
+        (refused.add if refuse else refused.discard)(sub_account_id)
+        self._ping.refused = frozenset(refused)
 
     # --- arranging and reading state
 

@@ -53,6 +53,7 @@ class StoredKey:
     updated_at: str
     enabled: bool
     seq: int
+    born: float = 0.0  # the clock's seconds at creation (the ping's acceptance delay)
 
 
 @attrs.define
@@ -135,6 +136,7 @@ class Accounts:
         self.lock = threading.Lock()
         self._clock = clock
         self._subs: dict[str, SubAccount] = {}
+        self._by_cloud_name: dict[str, SubAccount] = {}
         self._issued: set[str] = set()
         self._seq = 0
         self._key_rng = random.Random(None if seed is None else f"keys:{seed}")
@@ -154,7 +156,7 @@ class Accounts:
             if sub_account_id in self._subs:
                 raise ValueError(f"sub-account {sub_account_id!r} already exists")
             stamp = self.stamp()
-            self._subs[sub_account_id] = SubAccount(
+            sub = self._subs[sub_account_id] = SubAccount(
                 sub_account_id,
                 sub_account_id if name is None else name,
                 sub_account_id if cloud_name is None else cloud_name,
@@ -162,6 +164,7 @@ class Accounts:
                 stamp,
                 stamp,
             )
+            self._by_cloud_name[sub.cloud_name] = sub
 
     def sub_accounts(self) -> list[SubAccount]:
         """Every sub-account, in creation order (the caller holds the lock)."""
@@ -189,6 +192,7 @@ class Accounts:
             key = self.new_key(sub, name, enabled)
             if created_at is not None:
                 key.created_at = key.updated_at = _iso(created_at)
+                key.born = created_at
             if dedicated:
                 sub.webhooks_key = key.api_key
             return sub.snapshot(key)
@@ -209,6 +213,12 @@ class Accounts:
     def get(self, sub_account_id: str) -> SubAccount | None:
         return self._subs.get(sub_account_id)
 
+    def by_cloud_name(self, cloud_name: str) -> SubAccount | None:
+        return self._by_cloud_name.get(cloud_name)
+
+    def now(self) -> float:
+        return self._clock()
+
     def stamp(self) -> str:
         """Now, as the wire's timestamps say it."""
         return _iso(self._clock())
@@ -222,7 +232,7 @@ class Accounts:
         stamp = self.stamp()
         self._seq += 1
         secret = base64.urlsafe_b64encode(rng.randbytes(21))[:27].decode()  # [A-Za-z0-9_-]
-        key = StoredKey(name, api_key, secret, stamp, stamp, enabled, self._seq)
+        key = StoredKey(name, api_key, secret, stamp, stamp, enabled, self._seq, self._clock())
         sub.keys[api_key] = key
         if name:
             sub.by_name[name] = key

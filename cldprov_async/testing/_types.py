@@ -11,7 +11,7 @@ FaultKind = Literal[
     "500", "502", "503", "504", "drop_before", "drop_after", "html", "truncated", "delay"
 ]
 Route = Literal[
-    "list", "generate", "update", "delete", "delete_by_name", "list_product_environments"
+    "list", "generate", "update", "delete", "delete_by_name", "list_product_environments", "ping"
 ]
 
 FAULT_KINDS: Final[tuple[FaultKind, ...]] = get_args(FaultKind)
