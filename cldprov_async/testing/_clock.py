@@ -36,9 +36,9 @@ class ManualClock:
         start: the starting time (epoch seconds or an aware datetime); now by default.
         ticking: also advance with real (monotonic) time, like a clock that was set.
 
-    ``await clock.sleep(s)`` returns at once, the clock at least ``s`` past the moment the
-    sleep began (concurrent sleepers do not add up). It is thread-safe, so a fake server
-    running in another thread may share it.
+    ``await clock.sleep(s)`` returns at once (after yielding to the loop once), the clock
+    moved forward by ``s``: time jumps instead of passing, so a backoff of minutes costs
+    nothing. It is thread-safe, so a fake server running in another thread may share it.
     """
 
     def __init__(self, start: float | datetime | None = None, *, ticking: bool = False) -> None:
@@ -73,12 +73,9 @@ class ManualClock:
             self._offset += step
 
     async def sleep(self, seconds: float) -> None:
-        """Move forward to ``seconds`` after the call, then yield to the loop once."""
-        target = self() + max(0.0, seconds)
+        """Move forward by ``seconds``, then yield to the loop once."""
         with self._lock:
-            now = self()
-            if target > now:
-                self._offset += target - now
+            self._offset += max(0.0, seconds)
         await asyncio.sleep(0)
 
     def __repr__(self) -> str:
