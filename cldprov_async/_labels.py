@@ -9,6 +9,7 @@ Imports: nothing from the package (the bottom layer).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from typing import Final, Literal
 
@@ -47,6 +48,7 @@ class KeyName:
         return f"{self.base}{SEPARATOR}{self.label}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_name(name: str) -> KeyName:
     """Split a key name; only an exact known label after the last ``@`` counts as one."""
     base, sep, tail = name.rpartition(SEPARATOR)

@@ -4,9 +4,10 @@ It wires the collaborators together (the account state, the journal, the fault p
 limiter and the aiohttp app), delegates its configuration and state methods to them, and owns the
 lifecycle: listening on 127.0.0.1, in the caller's event loop or in a thread of its own.
 
-Imports ``_app``, ``_faults``, ``_journal``, ``_policy``, ``_state`` and ``_types`` from the
-package. Of the rest of ``cldprov_async``, only its ``_client`` and ``_config`` modules, and only
-under TYPE_CHECKING and inside ``client()``: the fake server needs no client to run.
+Imports ``_app``, ``_faults``, ``_journal``, ``_policy``, ``_routes`` (the ping's rule),
+``_state`` and ``_types`` from the package. Of the rest of ``cldprov_async``, only its
+``_client`` and ``_config`` modules, and only under TYPE_CHECKING and inside ``client()``:
+the fake server needs no client to run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ._app import PingSettings, ProvisioningApp
 from ._faults import FaultPlan, Faults
 from ._journal import Journal, JournalEntry, ServerStats
 from ._policy import RateLimiter, RateLimitPolicy
+from ._routes import ping
 from ._state import Accounts, FakeKey
 from ._types import FaultKind, Route
 
@@ -160,6 +162,22 @@ class FakeProvisioningServer:
         refused = set(self._ping.refused)
         (refused.add if refuse else refused.discard)(sub_account_id)
         self._ping.refused = frozenset(refused)
+
+    def ping_accepts(self, sub_account_id: str, api_key: str, api_secret: str) -> bool:
+        """Whether the Admin API ping of this environment would accept this key now (the
+        same rule the ping route applies, without a request)."""
+        with self._accounts.lock:
+            sub = self._accounts.get(sub_account_id)
+            if sub is None:
+                return False
+            status, _ = ping(
+                self._accounts,
+                sub.cloud_name,
+                (api_key, api_secret),
+                delay=self._ping.delay,
+                refused=self._ping.refused,
+            )
+        return status == 200
 
     # --- arranging and reading state
 
