@@ -110,19 +110,26 @@ class _Env:
         if self.steps[-1:] != [step]:
             self.steps.append(step)
 
-    def result(self, decision: Decision[AccessKey], **extra: object) -> RotationResult:
-        done = bool(self.steps)
-        fields: dict[str, object] = {
-            "new_key": self.new_key,
-            "retired": tuple(self.retired),
-            "steps": tuple(self.steps),
-            "deleted": tuple(self.deleted),
-            "in_grace_until": decision.in_grace_until,
-            "skipped": None if done else decision.reason,
-            "lifecycle_status": status_of(self.steps, in_grace=decision.in_grace_until is not None),
-        }
-        fields.update(extra)
-        return RotationResult(self.sub, **fields)  # type: ignore[arg-type]
+    def result(
+        self,
+        decision: Decision[AccessKey],
+        steps: Sequence[Step] | None = None,
+        error: CldProvisioningError | None = None,
+    ) -> RotationResult:
+        """The environment's result after ``steps`` (those taken so far by default)."""
+        taken = tuple(self.steps if steps is None else steps)
+        in_grace = decision.in_grace_until
+        return RotationResult(
+            self.sub,
+            self.new_key,
+            tuple(self.retired),
+            error,
+            skipped=None if taken else decision.reason,
+            steps=taken,
+            deleted=tuple(self.deleted),
+            in_grace_until=in_grace,
+            lifecycle_status=status_of(taken, in_grace=in_grace is not None, failed=bool(error)),
+        )
 
 
 def _decide(env: _Env, run: LifecycleRun) -> Decision[AccessKey]:
@@ -176,7 +183,7 @@ async def run_lifecycle(
         return env.result(d)
     except CldProvisioningError as exc:
         log_failure(sub, exc)
-        return env.result(_decide(env, run), error=exc, lifecycle_status="failed")
+        return env.result(_decide(env, run), error=exc)
 
 
 async def _hand_off(
@@ -200,7 +207,7 @@ async def _hand_off(
     if d.dedicate is key:
         change["dedicated_for"] = DedicatedFor.WEBHOOKS
     # What the environment's result will be once the hand-off is recorded (the CLI's line).
-    now = max(utc(run.clock), key.updated_at)
+    now = max(utc(run.clock), key.updated_at).replace(microsecond=0)  # as the server stamps
     env.put(evolve(key, name=current_name(key.name), updated_at=now))
     after = _decide(env, run)
     env.put(key)

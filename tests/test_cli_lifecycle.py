@@ -1,0 +1,201 @@
+"""``cldprov-async rotate`` in lifecycle mode, as cron runs it (real processes): the deploy hook,
+the ``--jsonl`` line as the hand-off, grace on a moved clock, the dry run's ``next``, the lock's
+exit 3, signals passed to hooks, usage errors. Assertions read the fake server's state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cldprov_async import RotationLock
+from cldprov_async.testing import FakeProvisioningServer, ManualClock
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCOUNT_URL = "account://fake-key:fake-secret@fake-account"
+T0 = 1_800_000_000.0
+DAY = 86400.0
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvisioningServer]:
+    server = FakeProvisioningServer(sub_accounts=(), keys_per_sub_account=0, clock=ManualClock(T0))
+    for sub in ("e1", "e2"):
+        server.add_sub_account(sub, cloud_name=f"{sub}-cloud")
+        server.add_key(sub, name="prod", created_at=T0 - 100 * DAY)
+    with server.run_in_thread():
+        yield server
+
+
+def environ(tmp_path: Path, now: float = T0) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CLOUDINARY_ACCOUNT_URL": ACCOUNT_URL,
+        "CLDPROV_LOCK_DIR": str(tmp_path / "locks"),
+        "CLDPROV_TEST_NOW": str(now),
+        "SOMETHING_SECRET": "fake-secret",  # the provisioning secret: never a hook's
+    }
+
+
+def command(fake: FakeProvisioningServer, *args: str) -> list[str]:
+    return [sys.executable, "-m", "cldprov_async", "--server-url", fake.url, "rotate", *args]
+
+
+def run(
+    fake: FakeProvisioningServer, tmp_path: Path, *args: str, now: float = T0
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        command(fake, *args),
+        env=environ(tmp_path, now),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert "Traceback" not in result.stderr
+    assert "fake-secret" not in result.stdout + result.stderr
+    return result
+
+
+def lines(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    return {doc["sub_account_id"]: doc for doc in docs}
+
+
+def state(fake: FakeProvisioningServer, sub: str) -> list[tuple[str, bool]]:
+    return [(k.name, k.enabled) for k in fake.keys(sub)]
+
+
+def test_a_deploy_hook_hands_off_then_the_old_keys_retire(
+    fake: FakeProvisioningServer, tmp_path: Path
+) -> None:
+    to = f"{tmp_path}/$CLDPROV_SUB_ACCOUNT_ID"
+    hook = f"cat > {to}.json; env > {to}.env; echo noise"
+    args = ["--all", "--verify", "--deploy-hook", hook, "--grace", "0", "--jsonl", "--name", "n1"]
+    result = run(fake, tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    assert "noise" not in result.stdout  # the hook's output never reaches ours
+    docs = lines(result)
+    for sub in ("e1", "e2"):
+        doc = docs[sub]
+        assert doc["status"] == "rotated"
+        assert doc["steps"] == ["generated", "verified", "handed_off", "retired"]
+        assert state(fake, sub) == [("prod@retired", False), ("n1@current", True)]
+        got = json.loads((tmp_path / f"{sub}.json").read_text())
+        current = fake.keys(sub)[1]
+        assert (got["api_key"], got["api_secret"]) == (current.api_key, current.api_secret)
+        assert doc["new_api_secret"] == current.api_secret and got["name"] == "n1@pending"
+        env = (tmp_path / f"{sub}.env").read_text()
+        assert "fake-secret" not in env and "CLOUDINARY_ACCOUNT_URL" not in env
+        assert f"CLDPROV_CLOUD_NAME={sub}-cloud" in env
+    assert "rotated 2" in result.stderr and "run 'n1'" in result.stderr
+
+
+def test_without_a_hook_the_line_is_the_hand_off_and_a_later_run_retires(
+    fake: FakeProvisioningServer, tmp_path: Path
+) -> None:
+    assert run(fake, tmp_path, "e1", "--grace", "1d").returncode == 2  # needs --jsonl
+    args = ["e1", "--grace", "7d", "--prune-after", "30d", "--older-than", "30d", "--jsonl"]
+    first = run(fake, tmp_path, *args)
+    assert first.returncode == 0, first.stderr
+    doc = lines(first)["e1"]
+    assert (doc["status"], doc["steps"]) == ("handed_off", ["generated", "handed_off"])
+    new = next(k for k in fake.keys("e1") if k.name.endswith("@current"))
+    assert doc["new_api_secret"] == new.api_secret
+    assert doc["in_grace_until"] == "2027-01-22T08:00:00Z"  # T0 + 7 days
+    # Eight days on (the server's clock and the CLI's): the old key retires.
+    clock = fake.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(8 * DAY)
+    plan = run(fake, tmp_path, "e1", "--grace", "7d", "--dry-run", "--jsonl", now=T0 + 8 * DAY)
+    assert (lines(plan)["e1"]["status"], lines(plan)["e1"]["next"]) == ("planned", "retire")
+    second = run(fake, tmp_path, *args, now=T0 + 8 * DAY)
+    doc = lines(second)["e1"]
+    assert (doc["status"], doc["steps"], doc["new_key"]) == ("retired", ["retired"], None)
+    assert state(fake, "e1") == [("prod@retired", False), (new.name, True)]
+    args = ["e1", "--prune-after", "30d", "--older-than", "90d", "--dry-run", "--jsonl"]
+    plan = run(fake, tmp_path, *args, now=T0 + 8 * DAY)
+    got = lines(plan)["e1"]
+    assert (got["next"], got["next_at"]) == ("prune", "2027-02-22T08:00:00Z")
+
+
+def test_a_second_run_exits_3_naming_the_holder_before_any_write(
+    fake: FakeProvisioningServer, tmp_path: Path
+) -> None:
+    lock = RotationLock(f"127.0.0.1:{fake.port}", "fake-account", directory=tmp_path / "locks")
+    asyncio.run(lock.acquire())
+    try:
+        result = run(fake, tmp_path, "--all", "--jsonl")
+    finally:
+        asyncio.run(lock.release())
+    assert result.returncode == 3
+    (line,) = result.stderr.strip().splitlines()
+    assert f"pid {os.getpid()}" in line and f"host {lock.me['host']}" in line
+    assert fake.journal == [] and fake.keys_created == 0
+    assert run(fake, tmp_path, "--all", "--jsonl").returncode == 0  # released: runs
+
+
+def test_a_failing_hook_fails_its_environment_with_its_stderr(
+    fake: FakeProvisioningServer, tmp_path: Path
+) -> None:
+    hook = 'echo "vault: permission denied" >&2; exit 4'
+    result = run(fake, tmp_path, "e1", "--deploy-hook", hook, "--grace", "0", "--jsonl")
+    assert result.returncode == 1
+    doc = lines(result)["e1"]
+    assert doc["status"] == "failed" and doc["steps"] == ["generated"]
+    assert "exited with status 4" in doc["reason"] and "vault: permission denied" in doc["reason"]
+    pending = next(k for k in fake.keys("e1") if k.name.endswith("@pending"))
+    assert doc["new_api_secret"] == pending.api_secret  # nothing lost
+    assert state(fake, "e1")[0] == ("prod", True)  # the old key still serves
+
+
+def test_sigterm_reaches_the_running_hook_and_the_run_says_how_to_resume(
+    fake: FakeProvisioningServer, tmp_path: Path
+) -> None:
+    marker = tmp_path / "hook-got-term"
+    started = tmp_path / "hook-started"
+    hook = f"trap 'echo term > {marker}; exit 9' TERM; touch {started}; sleep 30 & wait"
+    proc = subprocess.Popen(
+        command(fake, "e1", "--deploy-hook", hook, "--grace", "0", "--jsonl", "--name", "t"),
+        env=environ(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for _ in range(500):
+        if started.exists():
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert marker.read_text().strip() == "term"
+    assert "Traceback" not in err and "to resume:" in err and "--name t" in err
+    assert state(fake, "e1") == [("prod", True), ("t@pending", True)]  # nothing retired
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["e1", "--retire", "keep", "--grace", "1d", "--jsonl"],
+        ["e1", "--name", "a@b", "--grace", "0", "--jsonl"],
+        ["e1", "--grace", "-1d", "--jsonl"],
+        ["e1", "--hook-timeout", "0", "--deploy-hook", "true"],
+    ],
+)
+def test_lifecycle_usage_errors_exit_2_before_sending(
+    fake: FakeProvisioningServer, tmp_path: Path, args: list[str]
+) -> None:
+    result = run(fake, tmp_path, *args)
+    assert result.returncode == 2, result.stderr
+    assert fake.journal == []
