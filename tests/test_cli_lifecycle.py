@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -199,3 +201,24 @@ def test_lifecycle_usage_errors_exit_2_before_sending(
     result = run(fake, tmp_path, *args)
     assert result.returncode == 2, result.stderr
     assert fake.journal == []
+
+
+def test_the_readmes_file_hook_writes_each_key_with_mode_0600(
+    fake: FakeProvisioningServer, tmp_path: Path
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```sh\n(.*?)```", readme, flags=re.S) if "umask 077" in b]
+    store = tmp_path / "store"
+    store.mkdir()
+    script = tmp_path / "deliver.sh"
+    script.write_text(block.replace("dir=/etc/myapp/cloudinary", f"dir={store}"))
+    result = run(
+        fake, tmp_path, "--all", "--deploy-hook", f"sh {script}", "--grace", "0", "--jsonl"
+    )
+    assert result.returncode == 0, result.stderr
+    for sub in ("e1", "e2"):
+        written = store / f"{sub}-cloud.json"
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600
+        current = next(k for k in fake.keys(sub) if k.enabled)
+        assert json.loads(written.read_text())["api_secret"] == current.api_secret
+    assert sorted(p.name for p in store.iterdir()) == ["e1-cloud.json", "e2-cloud.json"]
