@@ -4,6 +4,8 @@ rerun with the same name. Assertions read the server's keys and journal."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 
 from cldprov_async import AccessKey, CldProvisioning, ProductEnvironment, RotationResult
-from cldprov_async.testing import FakeKey, FakeProvisioningServer, ManualClock
+from cldprov_async.testing import FakeKey, FakeProvisioningServer, Faults, ManualClock
 
 T0 = 1_800_000_000.0
 DAY = 86400.0
@@ -219,3 +221,45 @@ async def test_the_ping_verifier_works_in_classic_mode_too(world: World) -> None
     many = await client.access_keys.rotate_many(["b"], name="c1", verify=client.ping_verifier())
     assert many[0].status == "rotated"
     assert names(fake, "b") == [("prod", False), ("c1", True)]  # classic: no labels
+
+
+@pytest.mark.parametrize("lifecycle", [False, True], ids=["classic", "lifecycle"])
+@pytest.mark.parametrize("how", ["break", "cancel"])
+async def test_a_caller_that_stops_early_gets_every_touched_key_back(
+    how: str, lifecycle: bool
+) -> None:
+    """``rotate_iter`` stopped after its first result (aclose) or cancelled mid-run: the
+    environments in flight may have been touched; rerunning with the same name yields every
+    touched environment's key and secret and makes no second key."""
+    envs = [f"e{n}" for n in range(10)]
+    fake = FakeProvisioningServer(
+        sub_accounts=envs, faults=Faults(rate=1.0, kinds=("delay",), delay=0.01)
+    )
+    consumer = Consumer(fake)
+    extra: dict[str, Any] = {"deliver": consumer, "grace": GRACE} if lifecycle else {}
+    async with fake, fake.client() as client:
+        stream = client.access_keys.rotate_iter(envs, name="stop", concurrency=3, **extra)
+        if how == "break":
+            async with contextlib.aclosing(stream):
+                async for _ in stream:
+                    break
+        else:
+
+            async def consume() -> None:
+                async for _ in stream:
+                    pass
+
+            runner = asyncio.create_task(consume())
+            while fake.keys_created < 2:
+                await asyncio.sleep(0.002)
+            runner.cancel()  # the consumer is cancelled mid-run
+            with pytest.raises(asyncio.CancelledError):
+                await runner
+        touched = {s for s in envs if any(k.name.startswith("stop") for k in fake.keys(s))}
+        assert 1 <= len(touched) < len(envs)
+        again = await client.access_keys.rotate_many(envs, name="stop", **extra)
+    for result in again:
+        (ours,) = [k for k in fake.keys(result.sub_account_id) if k.name.startswith("stop")]
+        assert result.new_key is not None and result.new_key.api_key == ours.api_key
+        assert result.new_key.api_secret == ours.api_secret
+    assert fake.keys_created == len(envs)
