@@ -49,7 +49,8 @@ class CldProvisioning:
 
     ``clock`` (default: the system's) is "now" for rotation decisions, for reading the
     server's reset dates and for the ping verifier's backoff; give the client and the fake
-    server one ``cldprov_async.testing.ManualClock`` to move time in tests.
+    server one ``cldprov_async.testing.ManualClock`` to move time in tests. (The fleet's
+    shared gate keeps the system clock: its leases are shared with other processes.)
     """
 
     def __init__(

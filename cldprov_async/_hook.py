@@ -29,8 +29,10 @@ from datetime import UTC
 from .errors import HandOffError
 from .models import AccessKey, ProductEnvironment
 
-#: What the hook's environment never inherits (besides any variable holding a hidden value).
-CREDENTIAL_VARIABLES = ("CLOUDINARY_ACCOUNT_URL",)
+#: What the hook's environment never inherits (besides any variable holding a hidden value):
+#: the provisioning credentials, and the Redis URL of the budget and lock (it may hold a
+#: password).
+CREDENTIAL_VARIABLES = ("CLOUDINARY_ACCOUNT_URL", "CLDPROV_RATE_LIMIT_URL")
 #: The failure reason keeps this much of the hook's stderr.
 TAIL_LINES, TAIL_BYTES = 5, 1024
 _KEEP = 64 * 1024  # stderr bytes held while the hook runs
@@ -45,7 +47,8 @@ class ShellHook:
         command: run with ``/bin/sh -c``; it reads the JSON object from stdin.
         timeout: seconds the hook may run; then its whole process group is killed.
         environ: the environment it inherits (``os.environ`` by default), minus
-            ``CLOUDINARY_ACCOUNT_URL`` and any variable whose value contains a ``hide`` value.
+            ``CLOUDINARY_ACCOUNT_URL``, ``CLDPROV_RATE_LIMIT_URL`` and any variable whose
+            value contains a ``hide`` value.
         hide: values never passed to the hook's environment and masked in its stderr (the
             provisioning secret: ``client.deploy_hook()`` passes it).
 

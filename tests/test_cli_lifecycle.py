@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from cldprov_async import RotationLock
+from cldprov_async._cli import main
 from cldprov_async.testing import FakeProvisioningServer, ManualClock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +107,6 @@ def test_a_deploy_hook_hands_off_then_the_old_keys_retire(
 def test_without_a_hook_the_line_is_the_hand_off_and_a_later_run_retires(
     fake: FakeProvisioningServer, tmp_path: Path
 ) -> None:
-    assert run(fake, tmp_path, "e1", "--grace", "1d").returncode == 2  # needs --jsonl
     args = ["e1", "--grace", "7d", "--prune-after", "30d", "--older-than", "30d", "--jsonl"]
     first = run(fake, tmp_path, *args)
     assert first.returncode == 0, first.stderr
@@ -189,6 +189,7 @@ def test_sigterm_reaches_the_running_hook_and_the_run_says_how_to_resume(
 @pytest.mark.parametrize(
     "args",
     [
+        ["e1", "--grace", "1d"],  # without a hook, the hand-off is the --jsonl line
         ["e1", "--retire", "keep", "--grace", "1d", "--jsonl"],
         ["e1", "--name", "a@b", "--grace", "0", "--jsonl"],
         ["e1", "--grace", "-1d", "--jsonl"],
@@ -196,10 +197,15 @@ def test_sigterm_reaches_the_running_hook_and_the_run_says_how_to_resume(
     ],
 )
 def test_lifecycle_usage_errors_exit_2_before_sending(
-    fake: FakeProvisioningServer, tmp_path: Path, args: list[str]
+    fake: FakeProvisioningServer,
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    result = run(fake, tmp_path, *args)
-    assert result.returncode == 2, result.stderr
+    monkeypatch.setenv("CLOUDINARY_ACCOUNT_URL", ACCOUNT_URL)
+    assert main(["--server-url", fake.url, "rotate", *args]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("cldprov-async") and "error" in last
     assert fake.journal == []
 
 

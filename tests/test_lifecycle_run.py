@@ -263,3 +263,23 @@ async def test_a_caller_that_stops_early_gets_every_touched_key_back(
         assert result.new_key is not None and result.new_key.api_key == ours.api_key
         assert result.new_key.api_secret == ours.api_secret
     assert fake.keys_created == len(envs)
+
+
+async def test_ids_are_looked_up_a_hundred_at_a_time_and_an_unknown_one_fails(
+    world: World,
+) -> None:
+    fake, client, _ = world
+    for n in range(150):
+        fake.add_sub_account(f"x{n:03d}")
+        fake.add_key(f"x{n:03d}", name="prod", created_at=T0 - 100 * DAY)
+    fake.clear_journal()
+    ids = [f"x{n:03d}" for n in range(150)] + ["nope"]
+    consumer = Consumer(fake)
+    results = await client.access_keys.rotate_many(ids, name="r", deliver=consumer, grace=GRACE)
+    listings = [e for e in fake.journal if e.route == "list_product_environments"]
+    assert [len(e.query_pairs) for e in listings] == [100, 51]  # "nope" went with the rest
+    assert all(r.status == "handed_off" for r in results[:150])
+    assert results[150].status == "failed" and "not in the account's listing" in str(
+        results[150].error
+    )
+    assert len(consumer.held) == 150
