@@ -33,6 +33,7 @@ from ._rotation import (
     RotationResult,
     Verify,
     generate_named,
+    judged,
     log_failure,
     update_key,
     verify_key,
@@ -77,14 +78,7 @@ def delivering(deliver: Deliver) -> HandOff:
     ``HandOffError`` (its type only: a message may hold the secret)."""
 
     async def hand_off(key: AccessKey, env: ProductEnvironment, _: RotationResult) -> None:
-        try:
-            outcome = await deliver(key, env)
-        except HandOffError:
-            raise
-        except Exception as exc:
-            raise HandOffError(f"deliver failed: {type(exc).__name__}") from exc
-        if outcome is False:
-            raise HandOffError("deliver returned False")
+        await judged(deliver(key, env), HandOffError, "deliver failed", "deliver returned False")
 
     return hand_off
 

@@ -317,14 +317,24 @@ async def update_key(
 
 async def verify_key(verify: Verify, key: AccessKey) -> None:
     """Await ``verify(key)``; any exception or False becomes a ``VerificationError``."""
+    failed, false = "verify rejected the new key", "verify returned False for the new key"
+    await judged(verify(key), VerificationError, failed, false)
+
+
+async def judged(
+    call: Awaitable[object], error: type[CldProvisioningError], failed: str, false: str
+) -> None:
+    """Await a caller's callback: an exception becomes ``error`` saying ``failed`` and the
+    exception's type (only: its message may hold a secret), ``False`` says ``false``; an
+    ``error`` the callback raised itself passes through."""
     try:
-        verdict = await verify(key)
-    except VerificationError:
+        verdict = await call
+    except error:
         raise
     except Exception as exc:
-        raise VerificationError(f"verify rejected the new key: {type(exc).__name__}") from exc
+        raise error(f"{failed}: {type(exc).__name__}") from exc
     if verdict is False:
-        raise VerificationError("verify returned False for the new key")
+        raise error(false)
 
 
 async def _retire(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from .._budget import BudgetTracker
@@ -140,16 +140,8 @@ class Report:
         if self.closed:
             return False
         line = json.dumps(result_json(r, self.args.show_secrets, self.lifecycle)) + "\n"
-        try:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, OSError) and not reader_gone(exc):
-                raise
-            self.closed = True
-            silence(sys.stdout)
-            return False
-        return True
+        self._out(lambda: sys.stdout.write(line))
+        return not self.closed
 
     async def hand_off(self, key: AccessKey, env: ProductEnvironment, r: RotationResult) -> None:
         """Without a hook, the hand-off is the environment's line, written and flushed."""
@@ -210,7 +202,8 @@ class Report:
                 file=self.err,
             )
 
-    def _out(self, write: Any) -> None:
+    def _out(self, write: Callable[[], object]) -> None:
+        """Write to stdout and flush; a reader that went away closes it for the run."""
         try:
             write()
             sys.stdout.flush()
