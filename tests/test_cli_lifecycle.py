@@ -1,6 +1,7 @@
-"""``cldprov-async rotate`` in lifecycle mode, as cron runs it (real processes): the deploy hook,
-the ``--jsonl`` line as the hand-off, grace on a moved clock, the dry run's ``next``, the lock's
-exit 3, signals passed to hooks, usage errors. Assertions read the fake server's state."""
+"""``cldprov-async rotate`` in lifecycle mode, as cron runs it: the deploy hook, the ``--jsonl``
+line as the hand-off, grace on a moved clock, the dry run's ``next``, the lock's exit 3 and
+signals passed to hooks (those two in real processes), usage errors. Assertions read the fake
+server's state."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,29 @@ def run(
     return result
 
 
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def here(
+    fake: FakeProvisioningServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Run:
+    """``rotate`` run in this process (``main()``), for what needs no process of its own."""
+
+    def run_here(*args: str, now: float = T0) -> subprocess.CompletedProcess[str]:
+        for name, value in environ(tmp_path, now).items():
+            monkeypatch.setenv(name, value)
+        code = main(["--server-url", fake.url, "rotate", *args])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err and "fake-secret" not in out + err
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run_here
+
+
 def lines(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
     docs = [json.loads(line) for line in result.stdout.splitlines()]
     return {doc["sub_account_id"]: doc for doc in docs}
@@ -80,12 +104,12 @@ def state(fake: FakeProvisioningServer, sub: str) -> list[tuple[str, bool]]:
 
 
 def test_a_deploy_hook_hands_off_then_the_old_keys_retire(
-    fake: FakeProvisioningServer, tmp_path: Path
+    fake: FakeProvisioningServer, tmp_path: Path, here: Run
 ) -> None:
     to = f"{tmp_path}/$CLDPROV_SUB_ACCOUNT_ID"
     hook = f"cat > {to}.json; env > {to}.env; echo noise"
     args = ["--all", "--verify", "--deploy-hook", hook, "--grace", "0", "--jsonl", "--name", "n1"]
-    result = run(fake, tmp_path, *args)
+    result = here(*args)
     assert result.returncode == 0, result.stderr
     assert "noise" not in result.stdout  # the hook's output never reaches ours
     docs = lines(result)
@@ -105,10 +129,10 @@ def test_a_deploy_hook_hands_off_then_the_old_keys_retire(
 
 
 def test_without_a_hook_the_line_is_the_hand_off_and_a_later_run_retires(
-    fake: FakeProvisioningServer, tmp_path: Path
+    fake: FakeProvisioningServer, here: Run
 ) -> None:
     args = ["e1", "--grace", "7d", "--prune-after", "30d", "--older-than", "30d", "--jsonl"]
-    first = run(fake, tmp_path, *args)
+    first = here(*args)
     assert first.returncode == 0, first.stderr
     doc = lines(first)["e1"]
     assert (doc["status"], doc["steps"]) == ("handed_off", ["generated", "handed_off"])
@@ -119,14 +143,14 @@ def test_without_a_hook_the_line_is_the_hand_off_and_a_later_run_retires(
     clock = fake.clock
     assert isinstance(clock, ManualClock)
     clock.advance(8 * DAY)
-    plan = run(fake, tmp_path, "e1", "--grace", "7d", "--dry-run", "--jsonl", now=T0 + 8 * DAY)
+    plan = here("e1", "--grace", "7d", "--dry-run", "--jsonl", now=T0 + 8 * DAY)
     assert (lines(plan)["e1"]["status"], lines(plan)["e1"]["next"]) == ("planned", "retire")
-    second = run(fake, tmp_path, *args, now=T0 + 8 * DAY)
+    second = here(*args, now=T0 + 8 * DAY)
     doc = lines(second)["e1"]
     assert (doc["status"], doc["steps"], doc["new_key"]) == ("retired", ["retired"], None)
     assert state(fake, "e1") == [("prod@retired", False), (new.name, True)]
     args = ["e1", "--prune-after", "30d", "--older-than", "90d", "--dry-run", "--jsonl"]
-    plan = run(fake, tmp_path, *args, now=T0 + 8 * DAY)
+    plan = here(*args, now=T0 + 8 * DAY)
     got = lines(plan)["e1"]
     assert (got["next"], got["next_at"]) == ("prune", "2027-02-22T08:00:00Z")
 
@@ -148,10 +172,10 @@ def test_a_second_run_exits_3_naming_the_holder_before_any_write(
 
 
 def test_a_failing_hook_fails_its_environment_with_its_stderr(
-    fake: FakeProvisioningServer, tmp_path: Path
+    fake: FakeProvisioningServer, here: Run
 ) -> None:
     hook = 'echo "vault: permission denied" >&2; exit 4'
-    result = run(fake, tmp_path, "e1", "--deploy-hook", hook, "--grace", "0", "--jsonl")
+    result = here("e1", "--deploy-hook", hook, "--grace", "0", "--jsonl")
     assert result.returncode == 1
     doc = lines(result)["e1"]
     assert doc["status"] == "failed" and doc["steps"] == ["generated"]
@@ -197,20 +221,17 @@ def test_sigterm_reaches_the_running_hook_and_the_run_says_how_to_resume(
     ],
 )
 def test_lifecycle_usage_errors_exit_2_before_sending(
-    fake: FakeProvisioningServer,
-    args: list[str],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    fake: FakeProvisioningServer, args: list[str], here: Run
 ) -> None:
-    monkeypatch.setenv("CLOUDINARY_ACCOUNT_URL", ACCOUNT_URL)
-    assert main(["--server-url", fake.url, "rotate", *args]) == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    result = here(*args)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("cldprov-async") and "error" in last
     assert fake.journal == []
 
 
 def test_the_readmes_file_hook_writes_each_key_with_mode_0600(
-    fake: FakeProvisioningServer, tmp_path: Path
+    fake: FakeProvisioningServer, tmp_path: Path, here: Run
 ) -> None:
     readme = (ROOT / "README.md").read_text()
     (block,) = [b for b in re.findall(r"```sh\n(.*?)```", readme, flags=re.S) if "umask 077" in b]
@@ -218,9 +239,7 @@ def test_the_readmes_file_hook_writes_each_key_with_mode_0600(
     store.mkdir()
     script = tmp_path / "deliver.sh"
     script.write_text(block.replace("dir=/etc/myapp/cloudinary", f"dir={store}"))
-    result = run(
-        fake, tmp_path, "--all", "--deploy-hook", f"sh {script}", "--grace", "0", "--jsonl"
-    )
+    result = here("--all", "--deploy-hook", f"sh {script}", "--grace", "0", "--jsonl")
     assert result.returncode == 0, result.stderr
     for sub in ("e1", "e2"):
         written = store / f"{sub}-cloud.json"
