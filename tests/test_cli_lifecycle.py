@@ -247,3 +247,18 @@ def test_the_readmes_file_hook_writes_each_key_with_mode_0600(
         current = next(k for k in fake.keys(sub) if k.enabled)
         assert json.loads(written.read_text())["api_secret"] == current.api_secret
     assert sorted(p.name for p in store.iterdir()) == ["e1-cloud.json", "e2-cloud.json"]
+
+
+def test_verify_alone_stays_classic(fake: FakeProvisioningServer, here: Run) -> None:
+    fake.refuse_ping("e2")
+    result = here("--all", "--verify", "--verify-timeout", "2s", "--jsonl", "--name", "c")
+    assert result.returncode == 1
+    docs = lines(result)
+    assert (docs["e1"]["status"], docs["e1"]["steps"]) == (
+        "rotated",
+        ["generated", "verified", "retired"],
+    )
+    assert state(fake, "e1") == [("prod", False), ("c", True)]  # no labels in classic mode
+    assert docs["e2"]["status"] == "failed" and "refused key" in docs["e2"]["reason"]
+    assert state(fake, "e2") == [("prod", True), ("c", True)]  # nothing retired
+    assert "in_grace_until" not in docs["e1"]  # lifecycle fields only in lifecycle mode
