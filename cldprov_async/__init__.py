@@ -6,9 +6,11 @@ This module only re-exports (``__all__``); it may import any module but the CLI 
 
 from . import errors, models
 from ._api import AccessKeysAPI
+from ._audit import AuditReport, AuditRow, AuditSummary
 from ._client import CldProvisioning
 from ._config import RetryConfig, Security
 from ._gate import RateLimitStats
+from ._keycache import KeyCache
 from ._product_environments import ProductEnvironmentOperations
 from ._rotation import RotationPlan, RotationResult
 from ._snapshot import RateLimit
@@ -52,6 +54,9 @@ __all__ = [
     "AccessKeyUpdateRequest",
     "AccessKeysAPI",
     "AccessKeysResponse",
+    "AuditReport",
+    "AuditRow",
+    "AuditSummary",
     "AuthenticationError",
     "BadRequestError",
     "CldProvisioning",
@@ -60,6 +65,7 @@ __all__ = [
     "DedicatedFor",
     "ErrorResponse",
     "GetAccessKeysRequest",
+    "KeyCache",
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _telemetry as telemetry
 from ._config import RetryConfig
@@ -38,6 +38,10 @@ from .models import (
     coerce_request,
 )
 
+if TYPE_CHECKING:
+    from ._keycache import KeyCache
+    from ._product_environments import ProductEnvironmentOperations
+
 #: Paths kept per client (``_keys_path``); past this the cache starts over.
 _PATH_CACHE_SIZE = 1024
 #: How much older than our first attempt a key found by name after a 409 may look and
@@ -53,6 +57,11 @@ def _outcome_unknown(exc: CldProvisioningError) -> bool:
 
 class AccessKeyOperations(Operations):
     """List, generate, update and delete a product environment's access keys."""
+
+    #: What audits and age-filtered rotations read keys through: the key cache (None: no
+    #: cache) and the product-environment listing. The client sets both (``AccessKeysAPI``).
+    key_cache: KeyCache | None = None
+    environments: ProductEnvironmentOperations | None = None
 
     def __init__(self, session: Session, account_id: str) -> None:
         super().__init__(session, account_id)

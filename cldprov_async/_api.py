@@ -4,19 +4,37 @@ Rotation depends on the operations, not the other way round, so the class users 
 assembled here, above both: the operations are inherited, and ``_rotation``'s functions
 (whose first parameter is the operations object) become its methods as they are.
 
-Imports: the access-key operations and rotation (``_rotation``, ``_bulk``); only the
-client imports this.
+Imports: the access-key operations, the listing, rotation (``_rotation``, ``_bulk``), the
+audit and the key cache's type; only the client imports this.
 """
 
 from __future__ import annotations
 
-from . import _bulk, _rotation
+from . import _audit, _bulk, _rotation
 from ._access_keys import AccessKeyOperations
+from ._keycache import KeyCache
+from ._product_environments import ProductEnvironmentOperations
+from ._session import Session
 
 
 class AccessKeysAPI(AccessKeyOperations):
-    """List, generate, update and delete access keys; page through them; rotate them."""
+    """List, generate, update and delete access keys; page through them; rotate and audit
+    them. ``key_cache`` (the client's) lets audits and age-filtered rotations skip the key
+    listings of environments whose keys did not change."""
 
+    def __init__(
+        self,
+        session: Session,
+        account_id: str,
+        *,
+        environments: ProductEnvironmentOperations | None = None,
+        key_cache: KeyCache | None = None,
+    ) -> None:
+        super().__init__(session, account_id)
+        self.environments = environments or ProductEnvironmentOperations(session, account_id)
+        self.key_cache = key_cache
+
+    audit = _audit.audit
     iter_keys = _rotation.iter_keys
     rotate = _rotation.rotate
     rotate_many = _bulk.rotate_many

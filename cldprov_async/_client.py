@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
 from types import TracebackType
 
 import aiohttp
@@ -18,6 +20,7 @@ from . import _fleet
 from ._api import AccessKeysAPI
 from ._config import RetryConfig, Security, resolve_credentials, resolve_server_url
 from ._gate import Gate, RateLimiter, RateLimitStats, check_bulk_reserve
+from ._keycache import DEFAULT_TTL, KeyCache, open_key_cache
 from ._product_environments import DEFAULT_MAX_LISTING_BYTES, ProductEnvironmentOperations
 from ._session import Session
 from ._snapshot import RateLimit
@@ -41,6 +44,13 @@ class CldProvisioning:
     ``unix://`` URL, shares the rate-limit budget with every process of the account through
     Redis (needs ``cldprov-async[redis]``). Bulk calls (rotation, ``priority="bulk"``) leave
     ``bulk_reserve`` of each window's limit to normal ones (0 turns the reserve off).
+
+    The key cache (``client.key_cache``) remembers what key listings said (never a secret)
+    so that audits and age-filtered rotations list only the environments whose keys
+    changed. It lives in the Redis of ``rate_limit_url`` when one is set, else in a file
+    under ``key_cache_dir`` (default ``$XDG_CACHE_HOME/cldprov-async``, else
+    ``~/.cache/cldprov-async``); a given ``key_cache_dir`` wins over Redis. Entries are
+    trusted for at most ``key_cache_ttl`` (7 days). ``key_cache=False`` turns it off.
     """
 
     def __init__(
@@ -59,6 +69,9 @@ class CldProvisioning:
         env: Mapping[str, str] | None = None,
         rate_limit_url: str | None = None,
         bulk_reserve: float = 0.1,
+        key_cache: bool = True,
+        key_cache_dir: str | os.PathLike[str] | None = None,
+        key_cache_ttl: timedelta = DEFAULT_TTL,
     ) -> None:
         account_id, security = resolve_credentials(account_id, security, env)
         bulk_reserve = check_bulk_reserve(bulk_reserve)
@@ -83,6 +96,22 @@ class CldProvisioning:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
+        if not isinstance(key_cache, bool):
+            raise TypeError(f"key_cache must be a bool, not {type(key_cache).__name__}")
+        if key_cache_dir is not None and not isinstance(key_cache_dir, str | os.PathLike):
+            raise TypeError(
+                f"key_cache_dir must be a path or None, not {type(key_cache_dir).__name__}"
+            )
+        host = f"{base_url.host}:{base_url.port}"
+        cache: KeyCache | None = None
+        if key_cache:
+            cache = open_key_cache(
+                account_id=account_id,
+                server=host,
+                directory=None if key_cache_dir is None else Path(key_cache_dir),
+                fleet=fleet,
+                ttl=key_cache_ttl,
+            )
         self.account_id = account_id
         self.server_url = base_url
         #: The fraction of each window's limit bulk work leaves to normal calls.
@@ -91,7 +120,7 @@ class CldProvisioning:
         if fleet is not None:
             limiter = _fleet.make_gate(
                 fleet,
-                host=f"{base_url.host}:{base_url.port}",
+                host=host,
                 account_id=account_id,
                 bulk_reserve=bulk_reserve,
                 lease_ttl=timeout or 60.0,
@@ -106,9 +135,14 @@ class CldProvisioning:
             session=session,
             limiter=limiter,
         )
-        self.access_keys = AccessKeysAPI(self._session, account_id)
         self.product_environments = ProductEnvironmentOperations(
             self._session, account_id, max_listing_bytes=max_listing_bytes
+        )
+        self.access_keys = AccessKeysAPI(
+            self._session,
+            account_id,
+            environments=self.product_environments,
+            key_cache=cache,
         )
 
     @property
@@ -121,8 +155,17 @@ class CldProvisioning:
         """Requests sent, rejected by the rate limit, retried, and seconds spent waiting."""
         return self._session.limiter.stats
 
+    @property
+    def key_cache(self) -> KeyCache | None:
+        """The key cache audits and age-filtered rotations use (None: turned off)."""
+        return self.access_keys.key_cache
+
     async def close(self) -> None:
-        await self._session.close()
+        try:
+            await self._session.close()
+        finally:
+            if self.access_keys.key_cache is not None:
+                await self.access_keys.key_cache.close()
 
     async def __aenter__(self) -> CldProvisioning:
         return self
