@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from attrs import evolve, frozen
@@ -25,7 +25,9 @@ from attrs import evolve, frozen
 from . import _telemetry as telemetry
 from ._access_keys import AccessKeyOperations
 from ._config import RetryConfig
-from ._lifecycle import age_text
+from ._inventory import KeyInventory
+from ._keycache import apply_changes
+from ._lifecycle import KeyLike, age_text
 from ._rotation import (
     ROTATE,
     Retire,
@@ -38,7 +40,7 @@ from ._rotation import (
     run_name,
 )
 from .errors import CldProvisioningError
-from .models import AccessKey, DedicatedFor, check_id
+from .models import AccessKey, DedicatedFor, ProductEnvironment, check_id
 
 log = logging.getLogger("cldprov_async")
 
@@ -55,13 +57,16 @@ class _Options:
     retries: RetryConfig
     max_age: timedelta | None
     dry_run: bool
+    # The key cache (issue 19): environments as listed, and what reads and records keys.
+    environments: Mapping[str, ProductEnvironment]
+    inventory: KeyInventory | None
 
 
 # -- policy and plan: pure functions of one environment's keys ------------------------------
 
 
 def policy_skip(
-    keys: Sequence[AccessKey], name: str, max_age: timedelta, now: datetime
+    keys: Sequence[KeyLike], name: str, max_age: timedelta, now: datetime
 ) -> str | None:
     """Why ``max_age`` skips this environment, or None to rotate it.
 
@@ -109,6 +114,8 @@ def rotate_iter(
     retries: RetryConfig | None = None,
     max_age: timedelta | None = None,
     dry_run: bool = False,
+    listing: Iterable[ProductEnvironment] | None = None,
+    refresh: bool = False,
 ) -> AsyncGenerator[RotationResult, None]:
     """Rotate (or plan, or skip) each environment, yielding each result as it completes.
 
@@ -116,6 +123,9 @@ def rotate_iter(
     ``sub_account_ids`` only as room frees up, so an async iterator of ids streams through.
     ``max_age`` rotates only environments whose newest enabled key is older than that.
     ``dry_run`` sends only each environment's key listing and yields ``planned`` results.
+    ``listing``: the environments as a product-environment listing showed them; with it,
+    ``max_age`` skips an environment whose keys the key cache holds unchanged without a
+    request (``refresh`` trusts no entry). Every rotation records its keys in the cache.
     Arguments are checked here, before anything is sent. Closing the iterator (or cancelling
     its consumer) cancels the environments in flight; rerun with the same ``name`` to finish.
     """
@@ -137,7 +147,20 @@ def rotate_iter(
     if retries is None:
         base = api.default_retry
         retries = evolve(base, max_wait=max(base.max_wait, BULK_MAX_WAIT))
-    opts = _Options(name or run_name(), retire, verify, retries, max_age, dry_run)
+    if not isinstance(refresh, bool):
+        raise TypeError(f"refresh must be a bool, not {type(refresh).__name__}")
+    listed = list(listing or ())
+    if not all(isinstance(env, ProductEnvironment) for env in listed):
+        raise TypeError("listing must hold ProductEnvironment objects")
+    environments = {env.id: env for env in listed}
+    inventory = None
+    if api.key_cache is not None:
+        inventory = KeyInventory(
+            api, api.key_cache, refresh=refresh, retries=retries, priority="bulk"
+        )
+    opts = _Options(
+        name or run_name(), retire, verify, retries, max_age, dry_run, environments, inventory
+    )
     return _run(api, ids, concurrency, opts)
 
 
@@ -170,6 +193,8 @@ async def _run(
     pending: set[asyncio.Task[RotationResult]] = set()
     exhausted = False
     try:
+        if opts.inventory is not None and opts.max_age is not None:
+            await opts.inventory.prefetch(opts.environments)
         while True:
             while not exhausted and len(pending) < concurrency:
                 try:
@@ -189,6 +214,8 @@ async def _run(
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         await ids.aclose()
+        if opts.inventory is not None:
+            await opts.inventory.close()
 
 
 async def _one(
@@ -209,18 +236,25 @@ async def _one(
 
 
 async def _steps(api: AccessKeyOperations, sub: str, opts: _Options) -> RotationResult:
+    inventory = opts.inventory
     try:
+        skipped = await _cached_skip(sub, opts)
+        if skipped is not None:
+            return skipped
         keys: Sequence[AccessKey] | None = None  # rotate_listed lists them when we need not
-        if opts.dry_run or opts.max_age is not None:
+        if inventory is not None:  # the same listing, recorded in the key cache
+            keys = (await inventory.fetch(sub))[1]
+        elif opts.dry_run or opts.max_age is not None:
             listing = await api.list({"sub_account_id": sub}, retries=opts.retries, priority="bulk")
             keys = listing.access_keys
+        if keys is not None:
             if opts.max_age is not None:
                 reason = policy_skip(keys, opts.name, opts.max_age, datetime.now(UTC))
                 if reason is not None:
                     return RotationResult(sub, skipped=reason)
             if opts.dry_run:
                 return RotationResult(sub, plan=plan_rotation(keys, opts.name, opts.retire))
-        return await rotate_listed(
+        result = await rotate_listed(
             api,
             sub,
             keys,
@@ -229,6 +263,9 @@ async def _steps(api: AccessKeyOperations, sub: str, opts: _Options) -> Rotation
             verify=opts.verify,
             retries=opts.retries,
         )
+        if inventory is not None and keys is not None:
+            await _remember(inventory, sub, keys, result, opts.retire)
+        return result
     except CldProvisioningError as exc:
         log_failure(sub, exc)
         return RotationResult(sub, error=exc)
@@ -239,6 +276,35 @@ async def _steps(api: AccessKeyOperations, sub: str, opts: _Options) -> Rotation
             extra=telemetry.log_extra(ROTATE, sub_account_id=sub),
         )
         return RotationResult(sub, error=exc)
+
+
+async def _cached_skip(sub: str, opts: _Options) -> RotationResult | None:
+    """The policy's skip from the key cache, when its entry is trusted (no request)."""
+    env = opts.environments.get(sub)
+    if opts.inventory is None or opts.max_age is None or env is None:
+        return None
+    entry = await opts.inventory.trusted(env)
+    if entry is None:
+        return None
+    reason = policy_skip(entry.keys, opts.name, opts.max_age, datetime.now(UTC))
+    return None if reason is None else RotationResult(sub, skipped=reason)
+
+
+async def _remember(
+    inventory: KeyInventory,
+    sub: str,
+    before: Sequence[AccessKey],
+    result: RotationResult,
+    retire: Retire,
+) -> None:
+    """Write what the rotation did into the key cache; a failed one is forgotten (its
+    last write's outcome may be unknown), so the next run lists it."""
+    if result.error is not None or result.new_key is None:
+        await inventory.forget(sub)
+        return
+    gone = [k.api_key for k in result.retired] if retire == "delete" else []
+    changed = [result.new_key, *(() if retire == "delete" else result.retired)]
+    await inventory.record(sub, apply_changes(before, changed, gone))
 
 
 async def rotate_many(
@@ -253,6 +319,8 @@ async def rotate_many(
     retries: RetryConfig | None = None,
     max_age: timedelta | None = None,
     dry_run: bool = False,
+    listing: Iterable[ProductEnvironment] | None = None,
+    refresh: bool = False,
 ) -> list[RotationResult]:
     """Rotate many environments, at most ``concurrency`` at a time, results in input order.
 
@@ -274,6 +342,8 @@ async def rotate_many(
         retries=retries,
         max_age=max_age,
         dry_run=dry_run,
+        listing=listing,
+        refresh=refresh,
     )
     async with contextlib.aclosing(stream):
         async for result in stream:
