@@ -95,7 +95,7 @@ async def test_a_failed_rotation_is_forgotten_and_listed_next_time(
         assert await client.key_cache.get(["env-0"]) == {}
         key_listings(fake)
         await client.access_keys.rotate_many(
-            ENVS[2:] + ["env-0"], max_age=POLICY, listing=await listing(client)
+            [*ENVS[2:], "env-0"], max_age=POLICY, listing=await listing(client)
         )
     assert key_listings(fake) == ["env-0"]
 
