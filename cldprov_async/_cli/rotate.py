@@ -1,13 +1,15 @@
-"""The ``rotate`` command: choose product environments (ids, a file, or ``--all`` with
-filters), then rotate, plan (``--dry-run``) or skip them (``--older-than``), streaming each
-result (``--jsonl``) or reporting them at the end (a table, or ``--json``).
+"""The ``rotate`` command: choose product environments (``select``: ids, a file, or the
+whole account with filters), then rotate, plan (``--dry-run``) or skip them
+(``--older-than``, through the key cache), streaming each result (``--jsonl``) or reporting
+them at the end (a table, or ``--json``).
 
 New secrets go only to ``--jsonl`` and ``--json``; the human output says where to find
 them. Progress and failures go to stderr (``progress``). SIGINT and SIGTERM stop the run:
 what finished is reported, and how to resume.
 
-May import: ``common``, ``output`` and ``progress`` (below it in the CLI), the standard
-library and the rest of cldprov_async. Not the parser or ``__init__``, which import it.
+May import: ``common``, ``output``, ``ages``, ``select`` and ``progress`` (below it in the
+CLI), the standard library and the rest of cldprov_async. Not the parser or ``__init__``,
+which import it.
 """
 
 from __future__ import annotations
@@ -16,97 +18,22 @@ import argparse
 import asyncio
 import contextlib
 import json
-import re
 import shlex
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from .. import _rotation
 from .._budget import BudgetTracker
 from .._client import CldProvisioning
 from .._rotation import RotationResult
-from ..models import ProductEnvironment, check_id
+from ..models import check_id
+from .ages import age_flag
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, UsageError, connect
 from .output import environments, error_json, key_json, one_line, print_json, table
 from .progress import RunProgress, duration, ticking
-
-_AGE = re.compile(r"(\d+)([dhm])")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
-#: The most ids one product-environment listing takes.
-_IDS_PER_LISTING = 100
-
-
-def parse_age(text: str) -> timedelta:
-    """``90d``, ``12h`` or ``30m`` (argparse type of ``--older-than``)."""
-    found = _AGE.fullmatch(text.strip())
-    if found is None or int(found[1]) == 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive age such as 90d, 12h or 30m, not {text!r}"
-        )
-    return timedelta(**{_UNITS[found[2]]: int(found[1])})
-
-
-# -- choosing the environments -----------------------------------------------------------------
-
-
-def _read_ids(source: str) -> list[str]:
-    """One id a line; blank lines and ``#`` comments are skipped. ``-`` is stdin."""
-    try:
-        if source == "-":
-            text = sys.stdin.read()
-        else:
-            with open(source, encoding="utf-8") as f:
-                text = f.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
-    ids = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    return [i for i in ids if i]
-
-
-def _named_ids(args: argparse.Namespace) -> list[str]:
-    ids = list(args.subs)
-    if args.from_file is not None:
-        ids += _read_ids(args.from_file)
-    if args.all:
-        if ids:
-            raise UsageError("rotate: give ids (or --from-file) or --all, not both")
-        return []
-    if not ids:
-        raise UsageError("rotate: give at least one sub-account id, --from-file, or --all")
-    seen: set[str] = set()
-    for sub in ids:
-        if sub in seen:
-            raise UsageError(f"rotate: sub-account {sub!r} is given twice")
-        seen.add(sub)
-    return ids
-
-
-def _matches(env: ProductEnvironment, args: argparse.Namespace) -> bool:
-    if args.enabled_only and not env.enabled:
-        return False
-    return not args.prefix or env.name.casefold().startswith(args.prefix.casefold())
-
-
-async def _choose(client: CldProvisioning, args: argparse.Namespace, ids: list[str]) -> list[str]:
-    """The environments to rotate. Filters narrow named ids too, client-side: the API
-    ignores its other filters when ``ids`` is given. An id the listing does not know is
-    kept, so its 404 is reported rather than silently dropped."""
-    api = client.product_environments
-    if args.all:
-        enabled = True if args.enabled_only else None
-        listing = await api.list(enabled=enabled, prefix=args.prefix or None)
-        return [env.id for env in listing.sub_accounts]
-    if not (args.enabled_only or args.prefix):
-        return ids
-    known: dict[str, ProductEnvironment] = {}
-    for start in range(0, len(ids), _IDS_PER_LISTING):
-        listing = await api.list(ids=ids[start : start + _IDS_PER_LISTING])
-        known.update((env.id, env) for env in listing.sub_accounts)
-    return [sub for sub in ids if sub not in known or _matches(known[sub], args)]
-
+from .select import choose, named_ids, whole_account
 
 # -- reporting ---------------------------------------------------------------------------------
 
@@ -271,7 +198,7 @@ class Report:
 
 
 def _resume_hint(args: argparse.Namespace, name: str, unfinished: list[str]) -> str:
-    if args.all:
+    if args.all or (whole_account(args) and len(unfinished) > 20):
         chosen = ["--all"]
     elif len(unfinished) <= 20:
         chosen = unfinished
@@ -283,9 +210,7 @@ def _resume_hint(args: argparse.Namespace, name: str, unfinished: list[str]) -> 
     if args.prefix:
         options += ["--prefix", args.prefix]
     if args.older_than is not None:
-        minutes = int(args.older_than.total_seconds()) // 60
-        unit, size = next((u, n) for u, n in (("d", 1440), ("h", 60), ("m", 1)) if minutes % n == 0)
-        options += ["--older-than", f"{minutes // size}{unit}"]
+        options += ["--older-than", age_flag(args.older_than)]
     return f"{PROG} rotate {shlex.join(options)}"
 
 
@@ -293,7 +218,7 @@ def _resume_hint(args: argparse.Namespace, name: str, unfinished: list[str]) -> 
 
 
 async def rotate(args: argparse.Namespace) -> int:
-    named = _named_ids(args)
+    named = named_ids(args, "rotate")
     name = args.name if args.name is not None else _rotation.run_name()
     check_id(name, "--name")
     if args.json and args.jsonl:
@@ -315,7 +240,8 @@ async def rotate(args: argparse.Namespace) -> int:
     ids: list[str] = []
     try:
         async with connect(args) as client:
-            ids = await _choose(client, args, named)
+            # With --older-than the listing's key ids let the key cache skip unchanged ones.
+            ids, envs = await choose(client, args, named, listed=args.older_than is not None)
             verb = "planning" if args.dry_run else "rotating"
             print(f"{verb} {environments(len(ids))}...", file=sys.stderr)
             progress = RunProgress(len(ids), sys.stderr, client, concurrency=args.concurrency)
@@ -327,6 +253,8 @@ async def rotate(args: argparse.Namespace) -> int:
                     retire=args.retire,
                     max_age=args.older_than,
                     dry_run=args.dry_run,
+                    listing=envs,
+                    refresh=args.refresh,
                 )
                 async for result in stream:
                     finished.add(result.sub_account_id)
