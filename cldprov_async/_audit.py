@@ -72,7 +72,7 @@ class AuditRow:
 
     Attributes:
         sub_account_id, cloud_name, name: the environment, as the listing shows it.
-        environment_enabled: whether the environment itself is enabled.
+        environment_enabled: whether the environment itself is enabled (None: unknown).
         keys, enabled_keys: how many keys it has, and how many are enabled.
         newest_enabled_created_at, oldest_enabled_created_at: the creation dates of its
             newest and oldest enabled keys (None: no enabled key).
@@ -90,7 +90,7 @@ class AuditRow:
     sub_account_id: str
     cloud_name: str = ""
     name: str = ""
-    environment_enabled: bool = True
+    environment_enabled: bool | None = None
     keys: int = 0
     enabled_keys: int = 0
     newest_enabled_created_at: datetime | None = None
@@ -183,14 +183,17 @@ def histogram(ages: Iterable[timedelta]) -> tuple[tuple[str, int], ...]:
 def row_of(known: EnvironmentKeys, now: datetime, policy: LifecyclePolicy) -> AuditRow:
     """The audit row of an environment whose keys are known (or whose listing failed)."""
     env = known.environment
-    row = AuditRow(env.id, env.cloud_name, env.name, env.enabled, from_cache=known.from_cache)
     if known.error is not None:
-        return evolve(row, error=" ".join(str(known.error).split()))
+        error = " ".join(str(known.error).split())
+        return AuditRow(env.id, env.cloud_name, env.name, env.enabled, error=error)
     decision = decide(known.keys, now, policy)
     facts = decision.facts
     newest, oldest = facts.newest_enabled_age, facts.oldest_enabled_age
-    return evolve(
-        row,
+    return AuditRow(
+        env.id,
+        env.cloud_name,
+        env.name,
+        env.enabled,
         keys=facts.keys,
         enabled_keys=facts.enabled,
         newest_enabled_created_at=None if newest is None else now - newest,
@@ -203,6 +206,7 @@ def row_of(known: EnvironmentKeys, now: datetime, policy: LifecyclePolicy) -> Au
         pending_since=None if decision.hand_off is None else decision.hand_off.created_at,
         next=decision.next,
         next_at=decision.next_at,
+        from_cache=known.from_cache,
     )
 
 

@@ -35,7 +35,7 @@ from attrs import frozen
 from ._access_keys import AccessKeyOperations
 from ._config import RetryConfig
 from ._keycache import CacheEntry, KeyCache
-from ._lifecycle import KeyLike, LifecyclePolicy, decide
+from ._lifecycle import KeyLike, LifecyclePolicy, decide, pending_name
 from ._operation import Priority
 from .errors import CldProvisioningError, NotFoundError
 from .models import AccessKey, ProductEnvironment
@@ -43,6 +43,7 @@ from .models import AccessKey, ProductEnvironment
 #: Seconds between two writes of buffered entries to the cache during a run.
 FLUSH_EVERY = 30.0
 _NO_POLICY = LifecyclePolicy()  # whether a hand-off is pending does not depend on one
+PENDING = pending_name("")  # "@pending": the label's suffix
 
 
 def _utcnow() -> datetime:
@@ -143,7 +144,9 @@ class KeyInventory:
         now = self.clock()
         if not self.cache.fresh(sub, entry, now) or listing_flags(environment) != entry.flags():
             return None
-        if decide(entry.keys, now, _NO_POLICY).hand_off is not None:
+        # Only a key named ``...@pending`` can be a pending hand-off: decide for those only.
+        named_pending = any(k.name.endswith(PENDING) for k in entry.keys)
+        if named_pending and decide(entry.keys, now, _NO_POLICY).hand_off is not None:
             return None
         return entry
 

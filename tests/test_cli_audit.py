@@ -105,6 +105,9 @@ def test_json_jsonl_and_csv(
     assert [r["sub_account_id"] for r in table] == list(ENVS)
     assert table[0]["from_cache"] in ("true", "false") and table[3]["newest_enabled_age"] == ""
 
+    code, out, _ = run(fake, capsys, "audit", "--json", "--prefix", "no such")
+    assert (code, json.loads(out)["environments"]) == (0, [])
+
     code, _, err = run(fake, capsys, "audit", "--json", "--csv")
     assert code == 2 and "not allowed with" in err
 

@@ -23,7 +23,7 @@ from .._audit import AuditReport, AuditRow
 from .._lifecycle import age_text
 from .ages import age_flag
 from .common import EXIT_FAILED, EXIT_OK, connect
-from .output import environments, print_json, table
+from .output import environments, table
 from .select import named_ids
 
 #: Characters of the longest bar in the age histogram; attention lines printed at most.
@@ -120,6 +120,16 @@ def _policy_json(report: AuditReport) -> dict[str, Any]:
     }
 
 
+def _print_document(doc: dict[str, Any]) -> None:
+    """The document indented, but each environment on one line (last): thousands of them
+    stay readable, and are written by the JSON module's fast encoder."""
+    rest = {k: v for k, v in doc.items() if k != "environments"}
+    head = json.dumps(rest, indent=2).removesuffix("\n}")
+    rows = ",\n".join(f"    {json.dumps(row)}" for row in doc["environments"])
+    body = f"[\n{rows}\n  ]" if rows else "[]"
+    sys.stdout.write(f'{head},\n  "environments": {body}\n}}\n')
+
+
 def _write_csv(report: AuditReport, out: TextIO) -> None:
     docs = [row_json(r) for r in report.rows]
     writer = csv.DictWriter(out, fieldnames=list(row_json(AuditRow("")).keys()))
@@ -201,7 +211,7 @@ async def audit(args: argparse.Namespace) -> int:
                     for r, why in report.needs_attention(args.max_age)
                 ],
             }
-        print_json(doc)
+        _print_document(doc)
     elif args.csv:
         _write_csv(report, sys.stdout)
     elif not args.jsonl:

@@ -62,7 +62,7 @@ class CacheEntry:
         """When the entry stops being trusted: between ``EARLIEST_EXPIRY * ttl`` and ``ttl``
         after its fetch, the same instant on every read (a hash of the environment and the
         fetch time, not a random draw)."""
-        seed = f"{sub_account_id}|{self.fetched_at.isoformat()}".encode()
+        seed = f"{sub_account_id}|{self.fetched_at.timestamp()}".encode()
         share = EARLIEST_EXPIRY + (1 - EARLIEST_EXPIRY) * (zlib.crc32(seed) % 1000) / 1000
         return self.fetched_at + ttl * share
 
