@@ -22,7 +22,7 @@ import inspect
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from attrs import evolve, frozen
+from attrs import Factory, define, evolve, frozen
 
 from ._access_keys import AccessKeyOperations
 from ._bulk import BULK_MAX_WAIT
@@ -215,30 +215,20 @@ def row_of(known: EnvironmentKeys, now: datetime, policy: LifecyclePolicy) -> Au
 OnRow = Callable[[AuditRow], object]
 
 
+@define
 class _Run:
     """One audit: the selection, then a row per environment, then the report."""
 
-    def __init__(
-        self,
-        api: AccessKeyOperations,
-        ids: list[str] | None,
-        prefix: str | None,
-        enabled_only: bool,
-        policy: LifecyclePolicy,
-        inventory: KeyInventory,
-        concurrency: int,
-        now: datetime,
-    ) -> None:
-        self.api = api
-        self.ids = ids
-        self.prefix = prefix
-        self.enabled_only = enabled_only
-        self.policy = policy
-        self.inventory = inventory
-        self.concurrency = concurrency
-        self.now = now
-        self.listings = 0
-        self.order: list[str] = []
+    api: AccessKeyOperations
+    ids: list[str] | None
+    prefix: str | None
+    enabled_only: bool
+    policy: LifecyclePolicy
+    inventory: KeyInventory
+    concurrency: int
+    now: datetime
+    listings: int = 0
+    order: list[str] = Factory(list)
 
     async def rows(self) -> AsyncGenerator[AuditRow, None]:
         try:

@@ -194,24 +194,27 @@ class KeyInventory:
                 continue
             self.from_cache += 1
             yield EnvironmentKeys(env, entry.keys, True, entry.fetched_at)
-        todo = iter(to_list)
-        running: set[asyncio.Task[EnvironmentKeys]] = set()
+        results: asyncio.Queue[EnvironmentKeys | BaseException] = asyncio.Queue()
+        todo = iter(to_list)  # shared: each worker takes the next environment
+
+        async def worker() -> None:
+            for env in todo:
+                try:
+                    await results.put(await self._listed(env))
+                except Exception as exc:  # a bug: raised to the consumer, never a hang
+                    await results.put(exc)
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(to_list)))]
         try:
-            while True:
-                for env in todo:
-                    running.add(asyncio.create_task(self._listed(env)))
-                    if len(running) >= concurrency:
-                        break
-                if not running:
-                    return
-                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    yield task.result()
+            for _ in to_list:
+                got = await results.get()
+                if isinstance(got, BaseException):
+                    raise got
+                yield got
         finally:
-            for task in running:
+            for task in workers:
                 task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.gather(*workers, return_exceptions=True)
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.fleet import redis_server as redis_url_server
-from cldprov_async import AuditReport, AuditRow, CldProvisioning
+from cldprov_async import AuditReport, AuditRow, CldProvisioning, RetryConfig
 from cldprov_async.testing import FakeProvisioningServer
 
 DAY = 86400.0
@@ -272,6 +272,18 @@ async def test_bad_arguments_are_named_before_anything_is_sent(
         with pytest.raises(error, match=match):
             await client.access_keys.audit(**kwargs)  # type: ignore[arg-type]
     assert fake.journal == []
+
+
+async def test_a_failed_key_listing_is_a_row_with_its_error(
+    fake: FakeProvisioningServer,
+) -> None:
+    fake.inject("500", route="list")  # the first key listing fails; the others answer
+    async with fake.client() as client:
+        report = await audit(client, retries=RetryConfig(max_attempts=1), concurrency=1)
+    failed = [r for r in report.rows if r.error is not None]
+    assert len(failed) == 1 and failed[0].state is None and "500" in failed[0].error
+    assert report.summary.failed == 1 and len(report.rows) == len(ARRANGED)
+    assert failed[0].attention(timedelta(days=1), report.now) == f"not audited: {failed[0].error}"
 
 
 async def test_rows_stream_as_they_are_ready(fake: FakeProvisioningServer) -> None:
