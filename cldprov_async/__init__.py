@@ -10,7 +10,7 @@ from ._audit import AuditReport, AuditRow, AuditSummary
 from ._client import CldProvisioning
 from ._config import RetryConfig, Security
 from ._gate import RateLimitStats
-from ._keycache import KeyCache
+from ._keycache import CachedKey, CacheEntry, KeyCache
 from ._product_environments import ProductEnvironmentOperations
 from ._rotation import RotationPlan, RotationResult
 from ._snapshot import RateLimit
@@ -59,6 +59,8 @@ __all__ = [
     "AuditSummary",
     "AuthenticationError",
     "BadRequestError",
+    "CacheEntry",
+    "CachedKey",
     "CldProvisioning",
     "CldProvisioningError",
     "ConflictError",
