@@ -6,11 +6,13 @@ This module only re-exports (``__all__``); it may import any module but the CLI 
 
 from . import errors, models
 from ._api import AccessKeysAPI
+from ._audit import AuditReport, AuditRow, AuditSummary
 from ._client import CldProvisioning
 from ._clock import Clock, SystemClock
 from ._config import RetryConfig, Security
 from ._gate import RateLimitStats
 from ._hook import ShellHook
+from ._keycache import CachedKey, CacheEntry, KeyCache
 from ._lifecycle import Decision, Facts, LifecyclePolicy, decide
 from ._lock import RotationLock
 from ._product_environments import ProductEnvironmentOperations
@@ -60,8 +62,13 @@ __all__ = [
     "AccessKeyUpdateRequest",
     "AccessKeysAPI",
     "AccessKeysResponse",
+    "AuditReport",
+    "AuditRow",
+    "AuditSummary",
     "AuthenticationError",
     "BadRequestError",
+    "CacheEntry",
+    "CachedKey",
     "CldProvisioning",
     "CldProvisioningError",
     "Clock",
@@ -72,6 +79,7 @@ __all__ = [
     "Facts",
     "GetAccessKeysRequest",
     "HandOffError",
+    "KeyCache",
     "LifecyclePolicy",
     "NotFoundError",
     "OutcomeUnknownError",

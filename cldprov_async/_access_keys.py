@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _telemetry as telemetry
+from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RetryConfig
 from ._gate import backoff
 from ._operation import Operations, Priority, call_options, segment
@@ -38,6 +39,10 @@ from .models import (
     coerce_request,
 )
 
+if TYPE_CHECKING:
+    from ._keycache import KeyCache
+    from ._product_environments import ProductEnvironmentOperations
+
 #: Paths kept per client (``_keys_path``); past this the cache starts over.
 _PATH_CACHE_SIZE = 1024
 #: How much older than our first attempt a key found by name after a 409 may look and
@@ -53,6 +58,13 @@ def _outcome_unknown(exc: CldProvisioningError) -> bool:
 
 class AccessKeyOperations(Operations):
     """List, generate, update and delete a product environment's access keys."""
+
+    #: What rotations and audits read keys and time through: the key cache (None: no
+    #: cache), the product-environment listing and the clock. The client sets them
+    #: (``AccessKeysAPI``).
+    key_cache: KeyCache | None = None
+    environments: ProductEnvironmentOperations | None = None
+    clock: Clock = SYSTEM_CLOCK
 
     def __init__(self, session: Session, account_id: str) -> None:
         super().__init__(session, account_id)

@@ -4,24 +4,27 @@ Rotation depends on the operations, not the other way round, so the class users 
 assembled here, above both: the operations are inherited, and ``_rotation``'s functions
 (whose first parameter is the operations object) become its methods as they are.
 
-Imports: the access-key operations, the listing and rotation (``_rotation``, ``_bulk``), the
-clock; only the client imports this.
+Imports: the access-key operations, the listing, rotation (``_rotation``, ``_bulk``), the
+audit, the clock and the key cache's type; only the client imports this.
 """
 
 from __future__ import annotations
 
-from . import _bulk, _rotation
+from . import _audit, _bulk, _rotation
 from ._access_keys import AccessKeyOperations
 from ._clock import SYSTEM_CLOCK, Clock
+from ._keycache import KeyCache
 from ._product_environments import ProductEnvironmentOperations
 from ._session import Session
 
 
 class AccessKeysAPI(AccessKeyOperations):
-    """List, generate, update and delete access keys; page through them; rotate them.
+    """List, generate, update and delete access keys; page through them; rotate and audit them.
 
     ``environments`` (the client's ``product_environments``) gives rotations the cloud names
-    the ping and deploy hooks need; ``clock`` is the client's clock, for their decisions.
+    the ping and deploy hooks need, and audits and age-filtered rotations the listing the key
+    cache (``key_cache``, the client's) is checked against; ``clock`` is the client's clock,
+    for their decisions.
     """
 
     def __init__(
@@ -30,12 +33,15 @@ class AccessKeysAPI(AccessKeyOperations):
         account_id: str,
         *,
         environments: ProductEnvironmentOperations | None = None,
+        key_cache: KeyCache | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         super().__init__(session, account_id)
-        self.environments = environments
+        self.environments = environments or ProductEnvironmentOperations(session, account_id)
+        self.key_cache = key_cache
         self.clock = clock
 
+    audit = _audit.audit
     iter_keys = _rotation.iter_keys
     rotate = _rotation.rotate
     rotate_many = _bulk.rotate_many

@@ -7,8 +7,13 @@ stays flat), and yields each ``RotationResult`` as it completes. ``rotate_many``
 in input order. Per environment it either rotates (``_rotation``), skips (the policy), or,
 in a dry run, plans: only the key listing is sent, and the result says what a run would do.
 
-Imports: rotation (one environment), the access-key operations, telemetry, models, config,
-errors.
+The key cache (issue 19): an environment given with its listing (``ProductEnvironment``
+items, ``listing=``) whose key ids and enabled flags match the cache's entry is decided
+from the entry, with no request, when its age policy leaves nothing due; a classic rotation
+writes what it did into the cache (``_inventory``).
+
+Imports: rotation (one environment, and the lifecycle's run), the key inventory and cache,
+the access-key operations, telemetry, models, config, errors.
 """
 
 from __future__ import annotations
@@ -18,34 +23,37 @@ import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 
 from attrs import evolve, frozen
 
 from . import _telemetry as telemetry
 from ._access_keys import AccessKeyOperations
-from ._clock import SYSTEM_CLOCK, utc
+from ._clock import utc
 from ._config import RetryConfig
 from ._environments import EnvironmentLookup
+from ._inventory import KeyInventory
+from ._keycache import apply_changes
 from ._labels import check_run_name
-from ._lifecycle import LifecyclePolicy, age_text
+from ._lifecycle import LifecyclePolicy
 from ._lifecycle_run import Deliver, LifecycleRun, delivering, run_lifecycle
 from ._product_environments import ProductEnvironmentOperations
 from ._rotation import (
     ROTATE,
     Retire,
-    RotationPlan,
     RotationResult,
     Verify,
     check_rotate_options,
     log_failure,
+    plan_rotation,
+    policy_skip,
     rotate_listed,
     run_name,
 )
 from ._verify import PingVerifier
 from .errors import CldProvisioningError
-from .models import AccessKey, DedicatedFor, ProductEnvironment, check_id
+from .models import AccessKey, ProductEnvironment, check_id
 
 log = logging.getLogger("cldprov_async")
 
@@ -67,45 +75,10 @@ class _Options:
     retries: RetryConfig
     max_age: timedelta | None
     dry_run: bool
-    lifecycle: LifecycleRun | None = None
-
-
-# -- policy and plan: pure functions of one environment's keys ------------------------------
-
-
-def policy_skip(
-    keys: Sequence[AccessKey], name: str, max_age: timedelta, now: datetime
-) -> str | None:
-    """Why ``max_age`` skips this environment, or None to rotate it.
-
-    A key already called ``name`` means a rerun of an unfinished rotation: never skipped.
-    No enabled key at all means someone disabled them on purpose: skipped.
-    """
-    if any(k.name == name for k in keys):
-        return None
-    enabled = [k for k in keys if k.enabled]
-    if not enabled:
-        return "no enabled key (disabled on purpose?); not rotated"
-    newest = max(enabled, key=lambda k: k.created_at)
-    age = now - newest.created_at
-    if age > max_age:
-        return None
-    label = newest.name or newest.api_key
-    old, limit = age_text(age), age_text(max_age)
-    return f"newest enabled key {label!r} is {old} old, not older than {limit}"
-
-
-def plan_rotation(keys: Sequence[AccessKey], name: str, retire: Retire) -> RotationPlan:
-    """What ``rotate`` would do with these keys (the same decisions, nothing sent)."""
-    existing = next((k for k in keys if k.name == name), None)
-    others = [k for k in keys if existing is None or k.api_key != existing.api_key]
-    dedicated = any(DedicatedFor.WEBHOOKS in k.dedicated_for for k in others)
-    moves = dedicated and (existing is None or DedicatedFor.WEBHOOKS not in existing.dedicated_for)
-    retiring = tuple(k for k in others if k.enabled) if retire != "keep" else ()
-    creates = existing is None
-    enables = existing is not None and not existing.enabled
-    requests = 1 + (creates or enables) + moves + len(retiring)
-    return RotationPlan(name, creates, retiring, moves, requests)
+    lifecycle: LifecycleRun | None
+    # The key cache: environments as a listing showed them, and what reads and records keys.
+    environments: Mapping[str, ProductEnvironment]
+    inventory: KeyInventory
 
 
 # -- the engine ------------------------------------------------------------------------------
@@ -125,6 +98,8 @@ def rotate_iter(
     deliver: Deliver | None = None,
     grace: timedelta | None = None,
     prune_after: timedelta | None = None,
+    listing: Iterable[ProductEnvironment] | None = None,
+    refresh: bool = False,
 ) -> AsyncGenerator[RotationResult, None]:
     """Rotate (or plan, or skip) each environment, yielding each result as it completes.
 
@@ -142,6 +117,12 @@ def rotate_iter(
     retire once it has been current for ``grace``; keys a rotation retired are deleted after
     ``prune_after``. See ``_lifecycle`` for the rules; statuses add ``handed_off``,
     ``in_grace``, ``retired`` and ``pruned``.
+
+    The key cache (``client.key_cache``): ``listing`` gives the environments as a
+    product-environment listing showed them (``ProductEnvironment`` items count too). With
+    ``max_age``, an environment whose key ids and enabled flags there match its cache entry,
+    and for which nothing is due, is answered from the entry without a request (``refresh``
+    trusts no entry). Classic rotations write what they did into the cache.
 
     Stopping early (``break``, ``aclose()``, cancelling the consumer) cancels the
     environments in flight: those yielded and those in flight may have been touched (a key
@@ -189,9 +170,12 @@ def rotate_iter(
             delivering(deliver or _no_delivery),
             verify,
             retries,
-            getattr(api, "clock", SYSTEM_CLOCK),
+            api.clock,
         )
-    opts = _Options(name or run_name(), retire, verify, retries, max_age, dry_run, run)
+    listed, inventory = _key_cache(api, retries, listing, refresh)
+    opts = _Options(
+        name or run_name(), retire, verify, retries, max_age, dry_run, run, listed, inventory
+    )
     return _run(api, ids, concurrency, opts, _lookup(api, ids, opts))
 
 
@@ -208,16 +192,48 @@ def lifecycle_iter(
     *,
     concurrency: int = 8,
     dry_run: bool = False,
+    listing: Iterable[ProductEnvironment] | None = None,
+    refresh: bool = False,
 ) -> AsyncGenerator[RotationResult, None]:
     """``rotate_iter`` in lifecycle mode with a run assembled by the caller (the CLI, whose
     hand-off may be its result line); arguments as ``rotate_iter`` checks them."""
     ids = sub_account_ids
     if not isinstance(ids, AsyncIterable):
         ids = _checked_ids(ids)
+    listed, inventory = _key_cache(api, run.retries, listing, refresh)
+    policy = run.policy
     opts = _Options(
-        run.name, run.policy.retire, run.verify, run.retries, run.policy.older_than, dry_run, run
+        run.name,
+        policy.retire,
+        run.verify,
+        run.retries,
+        policy.older_than,
+        dry_run,
+        run,
+        listed,
+        inventory,
     )
     return _run(api, ids, concurrency, opts, _lookup(api, ids, opts))
+
+
+def _key_cache(
+    api: AccessKeyOperations,
+    retries: RetryConfig,
+    listing: Iterable[ProductEnvironment] | None,
+    refresh: bool,
+) -> tuple[dict[str, ProductEnvironment], KeyInventory]:
+    """The environments of ``listing`` by id (checked), and the run's key inventory on the
+    client's key cache and clock."""
+    if not isinstance(refresh, bool):
+        raise TypeError(f"refresh must be a bool, not {type(refresh).__name__}")
+    listed = list(listing or ())
+    if not all(isinstance(env, ProductEnvironment) for env in listed):
+        raise TypeError("listing must hold ProductEnvironment objects")
+    clock = functools.partial(utc, api.clock)
+    inventory = KeyInventory(
+        api, api.key_cache, refresh=refresh, clock=clock, retries=retries, priority="bulk"
+    )
+    return {env.id: env for env in listed}, inventory
 
 
 async def _no_delivery(key: AccessKey, environment: ProductEnvironment) -> None:
@@ -228,15 +244,15 @@ def _lookup(api: AccessKeyOperations, ids: Source, opts: _Options) -> Environmen
     """The environments' lookup, when the run needs their cloud names (else None)."""
     if opts.lifecycle is None and not isinstance(opts.verify, PingVerifier):
         return None
-    listing = getattr(api, "environments", None)
+    listing = api.environments
     if not isinstance(listing, ProductEnvironmentOperations):
         raise TypeError(
             "this rotation needs each environment's cloud name: call it on"
             " client.access_keys (which can list the account's product environments)"
         )
-    order = (
-        None if isinstance(ids, AsyncIterable) else [i if isinstance(i, str) else i.id for i in ids]
-    )
+    order = None
+    if not isinstance(ids, AsyncIterable):  # ids to list ahead: those not given listed
+        order = [i for i in ids if isinstance(i, str) and i not in opts.environments]
     return EnvironmentLookup(listing, order, opts.retries)
 
 
@@ -275,6 +291,11 @@ async def _run(
     pending: set[asyncio.Task[RotationResult]] = set()
     exhausted = False
     try:
+        if opts.max_age is not None:  # decided from the cache
+            listed = [*opts.environments]
+            if not isinstance(source, AsyncIterable):
+                listed += [i.id for i in source if isinstance(i, ProductEnvironment)]
+            await opts.inventory.prefetch(listed)
         while True:
             while not exhausted and len(pending) < concurrency:
                 try:
@@ -294,6 +315,7 @@ async def _run(
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         await ids.aclose()
+        await opts.inventory.close()
 
 
 async def _one(
@@ -326,8 +348,23 @@ async def _steps(
     opts: _Options,
     lookup: EnvironmentLookup | None,
 ) -> RotationResult:
+    result = await _outcome(api, sub, item, opts, lookup)
+    if result.error is not None:
+        await opts.inventory.forget(sub)  # a write's outcome may be unknown: list it next time
+    return result
+
+
+async def _outcome(
+    api: AccessKeyOperations,
+    sub: str,
+    item: Item,
+    opts: _Options,
+    lookup: EnvironmentLookup | None,
+) -> RotationResult:
+    inventory = opts.inventory
     try:
-        env = None if lookup is None else await lookup.get(item)
+        listed = item if isinstance(item, ProductEnvironment) else opts.environments.get(sub)
+        env = listed if lookup is None else await lookup.get(listed or item)
         if opts.lifecycle is not None and env is not None:
             return await run_lifecycle(api, env, None, opts.lifecycle, dry_run=opts.dry_run)
         verify: Verify | None
@@ -336,18 +373,17 @@ async def _steps(
             verify = functools.partial(opts.verify, environment=env)
         else:
             verify = opts.verify
-        keys: Sequence[AccessKey] | None = None  # rotate_listed lists them when we need not
-        if opts.dry_run or opts.max_age is not None:
-            listing = await api.list({"sub_account_id": sub}, retries=opts.retries, priority="bulk")
-            keys = listing.access_keys
-            if opts.max_age is not None:
-                now = utc(getattr(api, "clock", SYSTEM_CLOCK))
-                reason = policy_skip(keys, opts.name, opts.max_age, now)
-                if reason is not None:
-                    return RotationResult(sub, skipped=reason)
-            if opts.dry_run:
-                return RotationResult(sub, plan=plan_rotation(keys, opts.name, opts.retire))
-        return await rotate_listed(
+        skipped = await _cached_skip(api, env, opts)
+        if skipped is not None:
+            return skipped
+        keys = (await inventory.fetch(sub))[1]  # the key listing, recorded in the key cache
+        if opts.max_age is not None:
+            reason = policy_skip(keys, opts.name, opts.max_age, utc(api.clock))
+            if reason is not None:
+                return RotationResult(sub, skipped=reason)
+        if opts.dry_run:
+            return RotationResult(sub, plan=plan_rotation(keys, opts.name, opts.retire))
+        result = await rotate_listed(
             api,
             sub,
             keys,
@@ -356,6 +392,9 @@ async def _steps(
             verify=verify,
             retries=opts.retries,
         )
+        if result.error is None:
+            await _remember(inventory, sub, keys, result, opts.retire)
+        return result
     except CldProvisioningError as exc:
         log_failure(sub, exc)
         return RotationResult(sub, error=exc)
@@ -366,6 +405,36 @@ async def _steps(
             extra=telemetry.log_extra(ROTATE, sub_account_id=sub),
         )
         return RotationResult(sub, error=exc)
+
+
+async def _cached_skip(
+    api: AccessKeyOperations, env: ProductEnvironment | None, opts: _Options
+) -> RotationResult | None:
+    """The policy's skip from the key cache, when its entry is trusted (no request)."""
+    if opts.max_age is None or env is None:
+        return None
+    entry = await opts.inventory.trusted(env)
+    if entry is None:
+        return None
+    reason = policy_skip(entry.keys, opts.name, opts.max_age, utc(api.clock))
+    return None if reason is None else RotationResult(env.id, skipped=reason)
+
+
+async def _remember(
+    inventory: KeyInventory,
+    sub: str,
+    before: Sequence[AccessKey],
+    result: RotationResult,
+    retire: Retire,
+) -> None:
+    """Write what a classic rotation did into the key cache (the keys as listed, with its
+    new key and the keys it retired as the API answered)."""
+    if result.new_key is None:
+        await inventory.forget(sub)
+        return
+    gone = [k.api_key for k in result.retired] if retire == "delete" else []
+    changed = [result.new_key, *(() if retire == "delete" else result.retired)]
+    await inventory.record(sub, apply_changes(before, changed, gone))
 
 
 async def rotate_many(
@@ -383,11 +452,14 @@ async def rotate_many(
     deliver: Deliver | None = None,
     grace: timedelta | None = None,
     prune_after: timedelta | None = None,
+    listing: Iterable[ProductEnvironment] | None = None,
+    refresh: bool = False,
 ) -> list[RotationResult]:
     """Rotate many environments, at most ``concurrency`` at a time, results in input order.
 
-    Built on ``rotate_iter`` (see it for ``max_age``, ``dry_run`` and the lifecycle's
-    ``deliver``, ``grace`` and ``prune_after``). One failure never
+    Built on ``rotate_iter`` (see it for ``max_age``, ``dry_run``, the lifecycle's
+    ``deliver``, ``grace`` and ``prune_after``, and the key cache's ``listing`` and
+    ``refresh``). One failure never
     stops the others. Calls wait out the rate limit's window (up to an hour by default)
     rather than fail: pass ``retries`` to choose another budget.
     """
@@ -408,6 +480,8 @@ async def rotate_many(
         deliver=deliver,
         grace=grace,
         prune_after=prune_after,
+        listing=listing,
+        refresh=refresh,
     )
     async with contextlib.aclosing(stream):
         async for result in stream:

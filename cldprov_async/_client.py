@@ -2,14 +2,16 @@
 ``client.product_environments`` out, one session underneath.
 
 Imports: the operations classes (``_api``), the session, the gates (in-process, and the
-shared one of ``_fleet``), the lifecycle's tools (verifier, hook, lock), the clock, the
-snapshot and config; the CLI and users import it.
+shared one of ``_fleet``), the lifecycle's tools (verifier, hook, lock), the key cache, the
+clock, the snapshot and config; the CLI and users import it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
 from types import TracebackType
 
 import aiohttp
@@ -21,6 +23,7 @@ from ._clock import SYSTEM_CLOCK, Clock, check_clock
 from ._config import RetryConfig, Security, resolve_credentials, resolve_server_url
 from ._gate import Gate, RateLimiter, RateLimitStats, check_bulk_reserve
 from ._hook import ShellHook
+from ._keycache import DEFAULT_TTL, KeyCache, open_key_cache
 from ._lock import RotationLock
 from ._product_environments import DEFAULT_MAX_LISTING_BYTES, ProductEnvironmentOperations
 from ._session import Session
@@ -51,6 +54,14 @@ class CldProvisioning:
     server's reset dates and for the ping verifier's backoff; give the client and the fake
     server one ``cldprov_async.testing.ManualClock`` to move time in tests. (The fleet's
     shared gate keeps the system clock: its leases are shared with other processes.)
+
+    The key cache (``client.key_cache``) remembers what key listings said (never a secret)
+    so that audits and age-filtered rotations list only the environments whose keys
+    changed. It lives in the Redis of ``rate_limit_url`` when one is set, else in a file
+    under ``key_cache_dir`` (default ``$XDG_CACHE_HOME/cldprov-async``, else
+    ``~/.cache/cldprov-async``); a given ``key_cache_dir`` wins over Redis. Entries are
+    trusted for at most ``key_cache_ttl`` (7 days, of the client's clock).
+    ``key_cache=False`` turns it off.
     """
 
     def __init__(
@@ -70,6 +81,9 @@ class CldProvisioning:
         rate_limit_url: str | None = None,
         bulk_reserve: float = 0.1,
         clock: Clock | None = None,
+        key_cache: bool = True,
+        key_cache_dir: str | os.PathLike[str] | None = None,
+        key_cache_ttl: timedelta = DEFAULT_TTL,
     ) -> None:
         account_id, security = resolve_credentials(account_id, security, env)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else check_clock(clock)
@@ -95,18 +109,35 @@ class CldProvisioning:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
+        if not isinstance(key_cache, bool):
+            raise TypeError(f"key_cache must be a bool, not {type(key_cache).__name__}")
+        if key_cache_dir is not None and not isinstance(key_cache_dir, str | os.PathLike):
+            raise TypeError(
+                f"key_cache_dir must be a path or None, not {type(key_cache_dir).__name__}"
+            )
+        host = f"{base_url.host}:{base_url.port}"
+        cache: KeyCache | None = None
+        if key_cache:
+            cache = open_key_cache(
+                account_id=account_id,
+                server=host,
+                directory=None if key_cache_dir is None else Path(key_cache_dir),
+                fleet=fleet,
+                ttl=key_cache_ttl,
+            )
         self.account_id = account_id
         self.server_url = base_url
         #: The fraction of each window's limit bulk work leaves to normal calls.
         self.bulk_reserve = bulk_reserve
         self._fleet_url = fleet
+        self._host = host
         self._secret = security.provisioning_api_secret
         self._closables: list[PingVerifier] = []
         limiter: Gate = RateLimiter(bulk_reserve=bulk_reserve, wall=self.clock)
         if fleet is not None:
             limiter = _fleet.make_gate(
                 fleet,
-                host=f"{base_url.host}:{base_url.port}",
+                host=host,
                 account_id=account_id,
                 bulk_reserve=bulk_reserve,
                 lease_ttl=timeout or 60.0,
@@ -125,7 +156,11 @@ class CldProvisioning:
             self._session, account_id, max_listing_bytes=max_listing_bytes
         )
         self.access_keys = AccessKeysAPI(
-            self._session, account_id, environments=self.product_environments, clock=self.clock
+            self._session,
+            account_id,
+            environments=self.product_environments,
+            key_cache=cache,
+            clock=self.clock,
         )
 
     @property
@@ -184,15 +219,23 @@ class CldProvisioning:
         Returns:
             The ``RotationLock`` (not yet taken).
         """
-        host = f"{self.server_url.host}:{self.server_url.port}"
-        return RotationLock(host, self.account_id, fleet=self._fleet_url, directory=directory)
+        return RotationLock(self._host, self.account_id, fleet=self._fleet_url, directory=directory)
+
+    @property
+    def key_cache(self) -> KeyCache | None:
+        """The key cache audits and age-filtered rotations use (None: turned off)."""
+        return self.access_keys.key_cache
 
     async def close(self) -> None:
         try:
             for closable in self._closables:
                 await closable.aclose()
         finally:
-            await self._session.close()
+            try:
+                await self._session.close()
+            finally:
+                if self.access_keys.key_cache is not None:
+                    await self.access_keys.key_cache.close()
 
     async def __aenter__(self) -> CldProvisioning:
         return self

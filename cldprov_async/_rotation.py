@@ -10,6 +10,9 @@ step, so a failure anywhere leaves a working environment:
 4. await ``verify(new_key)``, the caller's proof that the new key works;
 5. retire the other keys that are enabled: disable, delete, or keep them.
 
+``policy_skip`` (an age policy) and ``plan_rotation`` (a dry run) are the same decisions as
+pure functions of the keys, for ``_bulk``.
+
 Every request of a rotation is bulk work (``priority="bulk"``): it leaves the gate's reserve
 of each window to the service's own calls.
 
@@ -28,7 +31,7 @@ import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from attrs import evolve, frozen
 
@@ -37,7 +40,7 @@ from ._access_keys import AccessKeyOperations
 from ._config import RetryConfig
 from ._environments import EnvironmentLookup
 from ._lifecycle import RETIRE_MODES as RETIRE_MODES
-from ._lifecycle import NextStep, Status, Step
+from ._lifecycle import KeyLike, NextStep, Status, Step, age_text
 from ._lifecycle import Retire as Retire
 from ._product_environments import ProductEnvironmentOperations
 from ._verify import PingVerifier
@@ -117,6 +120,44 @@ class RotationResult:
         if self.skipped is not None:
             return "skipped"
         return "planned" if self.plan is not None else "rotated"
+
+
+# -- policy and plan: pure functions of one environment's keys ------------------------------
+
+
+def policy_skip(
+    keys: Sequence[KeyLike], name: str, max_age: timedelta, now: datetime
+) -> str | None:
+    """Why ``max_age`` skips this environment, or None to rotate it.
+
+    A key already called ``name`` means a rerun of an unfinished rotation: never skipped.
+    No enabled key at all means someone disabled them on purpose: skipped.
+    """
+    if any(k.name == name for k in keys):
+        return None
+    enabled = [k for k in keys if k.enabled]
+    if not enabled:
+        return "no enabled key (disabled on purpose?); not rotated"
+    newest = max(enabled, key=lambda k: k.created_at)
+    age = now - newest.created_at
+    if age > max_age:
+        return None
+    label = newest.name or newest.api_key
+    old, limit = age_text(age), age_text(max_age)
+    return f"newest enabled key {label!r} is {old} old, not older than {limit}"
+
+
+def plan_rotation(keys: Sequence[AccessKey], name: str, retire: Retire) -> RotationPlan:
+    """What ``rotate`` would do with these keys (the same decisions, nothing sent)."""
+    existing = next((k for k in keys if k.name == name), None)
+    others = [k for k in keys if existing is None or k.api_key != existing.api_key]
+    dedicated = any(DedicatedFor.WEBHOOKS in k.dedicated_for for k in others)
+    moves = dedicated and (existing is None or DedicatedFor.WEBHOOKS not in existing.dedicated_for)
+    retiring = tuple(k for k in others if k.enabled) if retire != "keep" else ()
+    creates = existing is None
+    enables = existing is not None and not existing.enabled
+    requests = 1 + (creates or enables) + moves + len(retiring)
+    return RotationPlan(name, creates, retiring, moves, requests)
 
 
 def run_name() -> str:
@@ -214,7 +255,7 @@ async def _with_environment(
     """A ``PingVerifier`` needs the environment's cloud name: look it up (one listing)."""
     if not isinstance(verify, PingVerifier):
         return verify
-    listing = getattr(api, "environments", None)
+    listing = api.environments
     if not isinstance(listing, ProductEnvironmentOperations):
         raise TypeError("a PingVerifier needs client.access_keys (to find the cloud name)")
     env = await EnvironmentLookup(listing, None, retries).get(sub_account_id)

@@ -18,6 +18,15 @@ from aiohttp import web
 from multidict import CIMultiDictProxy, MultiMapping
 
 
+@pytest.fixture(autouse=True)
+def _private_cache_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test (and every process it starts) gets its own XDG cache directory: the key
+    cache never reaches the real home, and parallel tests never share one."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+
+
 # --- the recording server -----------------------------------------------------------------------
 class _Unset(enum.Enum):
     UNSET = enum.auto()

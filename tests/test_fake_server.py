@@ -817,6 +817,8 @@ async def test_standalone_cli(http: aiohttp.ClientSession, signum: int) -> None:
         line = await asyncio.wait_for(process.stdout.readline(), timeout=15)
         match = re.fullmatch(rb"CLDPROV_FAKE_URL=(http://127\.0\.0\.1:\d+)\n", line)
         assert match, line
+        account = await asyncio.wait_for(process.stdout.readline(), timeout=15)
+        assert account == b"CLOUDINARY_ACCOUNT_URL=account://fake-key:fake-secret@acc\n"
         base = match.group(1).decode()
         target = f"{base}/v1_1/provisioning/accounts/acc/sub_accounts/B/access_keys"
         status, headers, body = await call(http, "GET", target)

@@ -41,6 +41,8 @@ def standalone(*args: str) -> Iterator[str]:
         line = process.stdout.readline() if ready else b""
         match = re.fullmatch(rb"CLDPROV_FAKE_URL=(http://127\.0\.0\.1:\d+)\n", line)
         assert match, line
+        account = process.stdout.readline()  # then the credentials that reach it
+        assert account == f"CLOUDINARY_ACCOUNT_URL=account://{KEY}:{SECRET}@{ACCOUNT}\n".encode()
         yield match.group(1).decode()
     finally:
         process.send_signal(signal.SIGTERM)

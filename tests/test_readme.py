@@ -27,6 +27,13 @@ EXPECTED = {
         "second run: ['skipped', 'skipped']",
     ],
     5: [
+        "env-a current 10 days",
+        "env-b due 120 days",
+        "1 due",
+        "attention: env-b newest enabled key is 120d old",
+        "requests of a second audit: 1",
+    ],
+    6: [
         "keys: ['api', 'cron', 'worker']",
         "clients created: 1, requests it sent: 4",
         "after shutdown: this CldProvisioning client is closed",

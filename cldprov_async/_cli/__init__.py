@@ -29,13 +29,17 @@ __all__ = ["build_parser", "main"]
 
 
 def _logging(verbosity: int) -> logging.Handler:
-    """-v shows the library's retries; without it its warnings stay quiet (we report them)."""
+    """-v shows the library's retries; without it its warnings stay quiet (we report them),
+    except the key cache's: nothing else says that a run costs listings because of it."""
     logger = logging.getLogger("cldprov_async")
-    handler: logging.Handler = logging.NullHandler()
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
     if verbosity:
-        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+    else:
+        handler.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
+        handler.addFilter(lambda record: record.name == "cldprov_async.keycache")
+        handler.setLevel(logging.WARNING)
     logger.addHandler(handler)
     return handler
 

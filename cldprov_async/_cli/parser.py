@@ -1,9 +1,9 @@
 """The argument parser: the global options, every subcommand and its options, each
 subcommand bound to its handler (``args.handler``).
 
-May import: the command modules (``keys``, ``rotate``, ``demo``) and ``common``, the
-standard library and the rest of cldprov_async (config, models, rotation, version). Only
-``__init__`` imports this module.
+May import: the command modules (``keys``, ``rotate``, ``audit``, ``demo``), ``ages`` and
+``common``, the standard library and the rest of cldprov_async (config, models, rotation,
+version). Only ``__init__`` imports this module.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from .. import _rotation
 from .._config import ACCOUNT_URL_ENV, REGIONS
 from .._version import __version__
 from ..models import SortBy, SortOrder
+from .ages import age_or_zero, parse_age
+from .audit import audit
 from .common import PROG
 from .demo import demo
 from .keys import keys_delete, keys_generate, keys_list, keys_update
-from .rotate import parse_age, parse_age_or_zero, rotate
+from .rotate import rotate
 
 
 def _float(text: str) -> float:
@@ -50,6 +52,31 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def _selection(p: argparse.ArgumentParser) -> None:
+    """How ``rotate`` and ``audit`` choose environments (``select``)."""
+    p.add_argument("subs", metavar="SUB", nargs="*", help="product environment ids")
+    p.add_argument(
+        "--from-file", metavar="FILE", help="more ids, one a line (# comments); - for stdin"
+    )
+    p.add_argument("--all", action="store_true", help="every product environment of the account")
+    p.add_argument(
+        "--enabled-only",
+        action="store_true",
+        help="only enabled environments (without ids: of the whole account)",
+    )
+    p.add_argument(
+        "--prefix",
+        metavar="P",
+        help="only environments whose name starts with P, case-insensitive (without ids: of"
+        " the whole account)",
+    )
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="list every environment's keys, trusting no key cache entry (it is rewritten)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,10 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         " Exit status: 0 nothing failed, 1 any failed (each is listed), 2 usage error, 3 another"
         " run holds the account's rotation lock.",
     )
-    p.add_argument("subs", metavar="SUB", nargs="*", help="product environment ids")
-    p.add_argument(
-        "--from-file", metavar="FILE", help="more ids, one a line (# comments); - for stdin"
-    )
+    _selection(p)
     p.add_argument(
         "--retire",
         choices=_rotation.RETIRE_MODES,
@@ -152,9 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--concurrency", type=_positive_int, default=8, metavar="N", help="default: 8")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    p.add_argument("--all", action="store_true", help="every product environment of the account")
-    p.add_argument("--enabled-only", action="store_true", help="only enabled environments")
-    p.add_argument("--prefix", metavar="P", help="only environments whose name starts with P")
     p.add_argument(
         "--dry-run", action="store_true", help="only list the keys and say what a run would do"
     )
@@ -163,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_age,
         metavar="AGE",
         help="rotate only where the newest enabled key is older than AGE (90d, 12h, 30m, 45s"
-        " or seconds)",
+        " or seconds); the key cache spares the key listing of environments that did not change",
     )
     p.add_argument(
         "--verify",
@@ -196,13 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     life.add_argument(
         "--grace",
-        type=parse_age_or_zero,
+        type=age_or_zero,
         metavar="AGE",
         help="retire the older keys once the new one has been handed off this long (0 allowed)",
     )
     life.add_argument(
         "--prune-after",
-        type=parse_age_or_zero,
+        type=age_or_zero,
         metavar="AGE",
         help="delete keys a rotation retired (disabled) at least AGE ago",
     )
@@ -210,6 +231,53 @@ def build_parser() -> argparse.ArgumentParser:
         "--jsonl", action="store_true", help="a JSON line on stdout as each environment finishes"
     )
     p.set_defaults(handler=rotate)
+
+    p = commands.add_parser(
+        "audit",
+        help="every product environment's keys and rotation state at a glance (read only)",
+        description="One row per product environment (the whole account unless ids or a file"
+        " are given): keys, enabled keys, ages of the newest and oldest enabled keys, the"
+        " webhooks key and the lifecycle state under rotate's policy. Only reads; takes no"
+        " lock; never prints a secret. The key cache makes a repeated audit cost one request"
+        " when nothing changed. Exit status: 0, or 1 when --max-age finds an environment"
+        " needing attention or an environment could not be audited; 2 usage error.",
+    )
+    _selection(p)
+    p.add_argument(
+        "--older-than",
+        type=parse_age,
+        default=parse_age("90d"),
+        metavar="AGE",
+        help="a newest enabled key older than AGE is due for rotation (default: 90d)",
+    )
+    p.add_argument(
+        "--grace",
+        type=age_or_zero,
+        default=age_or_zero("0"),
+        metavar="AGE",
+        help="how long a handed-off key serves beside the older ones, as for rotate (default: 0)",
+    )
+    p.add_argument(
+        "--prune-after",
+        type=age_or_zero,
+        metavar="AGE",
+        help="retired keys are due for deletion this long after retirement, as for rotate",
+    )
+    p.add_argument(
+        "--max-age",
+        type=parse_age,
+        metavar="AGE",
+        help="monitoring: exit 1 when any newest enabled key is older than AGE, an environment"
+        " has no enabled key, or a hand-off has been pending for more than a day",
+    )
+    p.add_argument("--concurrency", type=_positive_int, default=8, metavar="N", help="default: 8")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    output.add_argument(
+        "--jsonl", action="store_true", help="a JSON line on stdout as each environment is ready"
+    )
+    output.add_argument("--csv", action="store_true", help="CSV on stdout, a header first")
+    p.set_defaults(handler=audit)
 
     p = commands.add_parser("demo", help="a bulk rotation against a built-in fake server")
     p.add_argument("--environments", type=_positive_int, default=36, metavar="N")

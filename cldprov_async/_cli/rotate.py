@@ -1,6 +1,7 @@
-"""The ``rotate`` command: choose product environments (``choose``), take the rotation lock,
-then rotate, plan (``--dry-run``) or skip them (``--older-than``), streaming each result
-(``--jsonl``) or reporting them at the end (a table, or ``--json``; ``report``).
+"""The ``rotate`` command: choose product environments (``select``: ids, a file, or the whole
+account with filters), take the rotation lock, then rotate, plan (``--dry-run``) or skip
+them (``--older-than``, through the key cache), streaming each result (``--jsonl``) or
+reporting them at the end (a table, or ``--json``; ``report``).
 
 Classic mode retires the old keys in the same run. Lifecycle mode (``--deploy-hook``,
 ``--grace``, ``--prune-after``) runs ``_lifecycle_run``: a new key is verified, handed off
@@ -13,8 +14,9 @@ SIGTERM are passed to running hooks and stop the run: what finished is reported,
 resume. When stdout goes away (``| head``), no new environment starts, the ones in flight
 finish, and the run exits 1 saying how many it touched and how to get their secrets back.
 
-May import: ``choose``, ``common``, ``output``, ``progress`` and ``report`` (below it in the
-CLI), the standard library and the rest of cldprov_async. Not the parser or ``__init__``.
+May import: ``ages``, ``select``, ``common``, ``output``, ``progress`` and ``report`` (below
+it in the CLI), the standard library and the rest of cldprov_async. Not the parser or
+``__init__``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import re
 import shlex
 import signal
 import sys
@@ -38,46 +39,15 @@ from .._lifecycle import LifecyclePolicy
 from .._lifecycle_run import LifecycleRun, delivering
 from .._rotation import RotationResult
 from ..errors import RotationLockedError
-from ..models import check_id
-from .choose import Chosen, choose, chosen_id, named_ids
+from ..models import ProductEnvironment, check_id
+from .ages import age_flag
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, PROG, UsageError, connect
 from .output import SafeStream, environments
 from .progress import RunProgress, ticking
 from .report import Report, plan_totals
+from .select import choose, named_ids
 
-_AGE = re.compile(r"(\d+(?:\.\d+)?)([dhms]?)")
-_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def parse_age(text: str) -> timedelta:
-    """``90d``, ``12h``, ``30m``, ``45s`` or plain seconds, positive (``--older-than``)."""
-    age = parse_age_or_zero(text)
-    if not age:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive age such as 90d, 12h, 30m or 45s, not {text!r}"
-        )
-    return age
-
-
-def parse_age_or_zero(text: str) -> timedelta:
-    """An age as ``parse_age`` takes it, 0 included (``--grace 0``)."""
-    found = _AGE.fullmatch(text.strip())
-    if found is None:
-        raise argparse.ArgumentTypeError(
-            f"expected an age such as 90d, 12h, 30m, 45s or seconds, not {text!r}"
-        )
-    return timedelta(seconds=float(found[1]) * _UNITS[found[2]])
-
-
-def age_arg(age: timedelta) -> str:
-    """An age back as an argument: the largest whole unit (``90d``, ``36h``, ``45s``)."""
-    seconds = age.total_seconds()
-    for unit in "dhm":
-        size = _UNITS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def is_lifecycle(args: argparse.Namespace) -> bool:
@@ -104,15 +74,15 @@ def resume_command(args: argparse.Namespace, name: str, ids: Sequence[str] | Non
         ("--prune-after", args.prune_after),
     ):
         if value is not None:
-            options += [flag, age_arg(value)]
+            options += [flag, age_flag(value)]
     if args.verify:
         options.append("--verify")
         if args.verify_timeout != timedelta(seconds=120):
-            options += ["--verify-timeout", age_arg(args.verify_timeout)]
+            options += ["--verify-timeout", age_flag(args.verify_timeout)]
     if args.deploy_hook is not None:
         options += ["--deploy-hook", args.deploy_hook]
         if args.hook_timeout != timedelta(seconds=60):
-            options += ["--hook-timeout", age_arg(args.hook_timeout)]
+            options += ["--hook-timeout", age_flag(args.hook_timeout)]
     if args.concurrency != 8:
         options += ["--concurrency", str(args.concurrency)]
     options += ["--jsonl"] if args.jsonl else ["--json"] if args.json else []
@@ -143,7 +113,7 @@ def _check(args: argparse.Namespace, lifecycle: bool) -> str:
     return name
 
 
-async def _feed(items: Sequence[Chosen], report: Report) -> AsyncIterator[Chosen]:
+async def _feed(items: Sequence[str], report: Report) -> AsyncIterator[str]:
     """The chosen environments, until stdout goes away (then no new one starts)."""
     for item in items:
         if report.closed:
@@ -155,7 +125,7 @@ async def _feed(items: Sequence[Chosen], report: Report) -> AsyncIterator[Chosen
 
 
 async def rotate(args: argparse.Namespace) -> int:
-    named = named_ids(args)
+    named = named_ids(args, "rotate")
     lifecycle = is_lifecycle(args)
     name = _check(args, lifecycle)
     err = SafeStream(sys.stderr).as_text_io()
@@ -190,8 +160,10 @@ async def rotate(args: argparse.Namespace) -> int:
             try:
                 if args.deploy_hook is not None:
                     hooks.append(client.deploy_hook(args.deploy_hook, _seconds(args.hook_timeout)))
-                chosen = await choose(client, args, named, environments=lifecycle or args.verify)
-                ids = [chosen_id(c) for c in chosen]
+                # The listing gives the cloud names (the ping, the hook) and, deciding by age,
+                # the key ids and flags that let the key cache spare unchanged environments.
+                listed = lifecycle or args.verify or args.older_than is not None
+                ids, envs = await choose(client, args, named, listed=listed)
                 if lock is not None:
                     print(
                         f"{PROG}: run {name!r}; if it stops before the end, this gives back every"
@@ -202,7 +174,8 @@ async def rotate(args: argparse.Namespace) -> int:
                 print(f"{verb} {environments(len(ids))}...", file=err)
                 progress = RunProgress(len(ids), err, client, concurrency=args.concurrency)
                 async with ticking(progress):
-                    stream = _stream(client, args, name, _feed(chosen, report), report, hooks)
+                    items = _feed(ids, report)
+                    stream = _stream(client, args, name, items, envs, report, hooks)
                     async for result in stream:
                         finished.add(result.sub_account_id)
                         report.add(result)
@@ -254,7 +227,8 @@ def _stream(
     client: CldProvisioning,
     args: argparse.Namespace,
     name: str,
-    items: AsyncIterator[Chosen],
+    items: AsyncIterator[str],
+    listing: Sequence[ProductEnvironment],
     report: Report,
     hooks: list[ShellHook],
 ) -> AsyncIterator[RotationResult]:
@@ -268,6 +242,8 @@ def _stream(
             verify=verify,
             max_age=args.older_than,
             dry_run=args.dry_run,
+            listing=listing,
+            refresh=args.refresh,
         )
     policy = LifecyclePolicy(
         args.older_than, args.grace or timedelta(0), args.prune_after, args.retire
@@ -282,5 +258,11 @@ def _stream(
         hand_off_last=not hooks,
     )
     return lifecycle_iter(
-        client.access_keys, items, run, concurrency=args.concurrency, dry_run=args.dry_run
+        client.access_keys,
+        items,
+        run,
+        concurrency=args.concurrency,
+        dry_run=args.dry_run,
+        listing=listing,
+        refresh=args.refresh,
     )

@@ -2,7 +2,8 @@
 
 ``make_gate`` checks the ``rate_limit_url`` and builds a ``SharedGate`` (``_shared``) on
 redis-py's asyncio client (the optional extra ``cldprov-async[redis]``, imported only here
-and only when a URL is given).
+and only when a URL is given). ``connect`` is the one place a Redis client is made: the
+gate, the rotation lock (``_lock``) and the key cache (``_keycache``) all get theirs from it.
 
 Imports: the in-process gate (the fallback) and what it imports; nothing above it.
 """
@@ -28,13 +29,14 @@ __all__ = [
 ]
 
 
-def connect(url: FleetURL) -> Any:
-    """The one place a Redis client is made (redis-py's asyncio client, strings decoded,
-    every call bounded by ``REDIS_TIMEOUT``): the gate and the rotation lock use it."""
+def connect(url: FleetURL, *, timeout: float = REDIS_TIMEOUT) -> Any:
+    """The one place a Redis client is made: redis-py's asyncio client for ``url``, strings
+    decoded, every call bounded by ``timeout`` seconds. The gate, the rotation lock and the
+    key cache all get theirs here."""
     return redis_asyncio().from_url(
         url.url,
-        socket_timeout=REDIS_TIMEOUT,
-        socket_connect_timeout=REDIS_TIMEOUT,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         decode_responses=True,
     )
 

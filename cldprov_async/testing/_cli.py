@@ -30,7 +30,10 @@ def _rate_limit_arg(text: str) -> tuple[int, float]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cldprov_async.testing",
-        description="Run the fake Provisioning API; prints CLDPROV_FAKE_URL=... once listening.",
+        description="Run the fake Provisioning API. Once listening it prints two lines:"
+        " CLDPROV_FAKE_URL=http://127.0.0.1:PORT (the server URL) and"
+        " CLOUDINARY_ACCOUNT_URL=account://KEY:SECRET@ACCOUNT_ID (its credentials), e.g. for"
+        " `cldprov-async --server-url $CLDPROV_FAKE_URL audit`.",
     )
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--account-id", default="fake-account")
@@ -88,7 +91,13 @@ async def _serve_until_signal(server: FakeProvisioningServer) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with server:
         print(f"CLDPROV_FAKE_URL={server.url}", flush=True)
+        print(f"CLOUDINARY_ACCOUNT_URL={account_url(server)}", flush=True)
         await stop.wait()
+
+
+def account_url(server: FakeProvisioningServer) -> str:
+    """The ``CLOUDINARY_ACCOUNT_URL`` holding the fake server's (fake) credentials."""
+    return f"account://{server.api_key}:{server.api_secret}@{server.account_id}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
