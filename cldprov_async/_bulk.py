@@ -8,9 +8,9 @@ in input order. Per environment it either rotates (``_rotation``), skips (the po
 in a dry run, plans: only the key listing is sent, and the result says what a run would do.
 
 The key cache (issue 19): an environment given with its listing (``ProductEnvironment``
-items, ``listing=``) whose key ids and enabled flags match the cache's entry is decided
-from the entry, with no request, when its age policy leaves nothing due; a classic rotation
-writes what it did into the cache (``_inventory``).
+items, ``listing=``, or looked up for a lifecycle run) whose key ids and enabled flags match
+the cache's entry is decided from the entry, with no request, when its policy leaves
+nothing due; every rotation writes what it did into the cache (``_inventory``).
 
 Imports: rotation (one environment, and the lifecycle's run), the key inventory and cache,
 the access-key operations, telemetry, models, config, errors.
@@ -119,10 +119,11 @@ def rotate_iter(
     ``in_grace``, ``retired`` and ``pruned``.
 
     The key cache (``client.key_cache``): ``listing`` gives the environments as a
-    product-environment listing showed them (``ProductEnvironment`` items count too). With
-    ``max_age``, an environment whose key ids and enabled flags there match its cache entry,
-    and for which nothing is due, is answered from the entry without a request (``refresh``
-    trusts no entry). Classic rotations write what they did into the cache.
+    product-environment listing showed them (``ProductEnvironment`` items count too, and a
+    lifecycle run looks them up). With ``max_age`` or in lifecycle mode, an environment whose
+    key ids and enabled flags there match its cache entry, and for which nothing is due, is
+    answered from the entry without a request (``refresh`` trusts no entry). Every rotation
+    writes what it did into the cache, so the run after it is cheap too.
 
     Stopping early (``break``, ``aclose()``, cancelling the consumer) cancels the
     environments in flight: those yielded and those in flight may have been touched (a key
@@ -291,7 +292,7 @@ async def _run(
     pending: set[asyncio.Task[RotationResult]] = set()
     exhausted = False
     try:
-        if opts.max_age is not None:  # decided from the cache
+        if opts.max_age is not None or opts.lifecycle is not None:  # decided from the cache
             listed = [*opts.environments]
             if not isinstance(source, AsyncIterable):
                 listed += [i.id for i in source if isinstance(i, ProductEnvironment)]
@@ -338,23 +339,12 @@ async def _one(
     with telemetry.span(ROTATE, sub) as span:  # the rotation's calls are its children
         result = await _steps(api, sub, item, opts, lookup)
         telemetry.failed(span, result.error)
-    return result
-
-
-async def _steps(
-    api: AccessKeyOperations,
-    sub: str,
-    item: Item,
-    opts: _Options,
-    lookup: EnvironmentLookup | None,
-) -> RotationResult:
-    result = await _outcome(api, sub, item, opts, lookup)
     if result.error is not None:
         await opts.inventory.forget(sub)  # a write's outcome may be unknown: list it next time
     return result
 
 
-async def _outcome(
+async def _steps(
     api: AccessKeyOperations,
     sub: str,
     item: Item,
@@ -366,7 +356,7 @@ async def _outcome(
         listed = item if isinstance(item, ProductEnvironment) else opts.environments.get(sub)
         env = listed if lookup is None else await lookup.get(listed or item)
         if opts.lifecycle is not None and env is not None:
-            return await run_lifecycle(api, env, None, opts.lifecycle, dry_run=opts.dry_run)
+            return await run_lifecycle(api, env, opts.lifecycle, inventory, dry_run=opts.dry_run)
         verify: Verify | None
         if isinstance(opts.verify, PingVerifier):
             assert env is not None  # _lookup made the lookup for it

@@ -19,20 +19,22 @@ A run that writes (a rotation) tells the inventory what it did (``record``, ``fo
 the next run finds the cache current. Writes are buffered and flushed at most every
 ``flush_every`` seconds and on ``close``; a run killed before that only costs listings.
 
-Imports: the access-key operations (key listings), the key cache, the lifecycle, models,
-config and errors.
+Imports: the access-key operations (key listings), the key cache, the lifecycle, the clock,
+models, config and errors.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from attrs import frozen
 
 from ._access_keys import AccessKeyOperations
+from ._clock import SYSTEM_CLOCK, utc
 from ._config import RetryConfig
 from ._keycache import CacheEntry, KeyCache
 from ._lifecycle import KeyLike, LifecyclePolicy, decide, pending_name
@@ -44,10 +46,7 @@ from .models import AccessKey, ProductEnvironment
 FLUSH_EVERY = 30.0
 _NO_POLICY = LifecyclePolicy()  # whether a hand-off is pending does not depend on one
 PENDING = pending_name("")  # "@pending": the label's suffix
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+_SYSTEM_NOW = functools.partial(utc, SYSTEM_CLOCK)
 
 
 @frozen
@@ -88,7 +87,7 @@ class KeyInventory:
         cache: the key cache; None lists every environment and remembers nothing.
         refresh: list every environment (the entries are rewritten).
         clock: the time of decisions and fetches (timezone-aware); the system clock
-            by default.
+            by default (runs pass the client's).
         retries: the key listings' retry budget.
         priority: the key listings' priority (``bulk`` for account-wide runs).
         flush_every: seconds between writes of buffered entries during a run.
@@ -100,7 +99,7 @@ class KeyInventory:
         cache: KeyCache | None,
         *,
         refresh: bool = False,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = _SYSTEM_NOW,
         retries: RetryConfig | None = None,
         priority: Priority = "normal",
         flush_every: float = FLUSH_EVERY,

@@ -12,22 +12,30 @@ and the older keys enabled, and the next run continues from what the server hold
 Now is the clock's, or the newest date the server stamped on a key when that is later (a
 clock a little behind the server's must not delay a grace of zero).
 
-Imports: the lifecycle's decision and names, rotation's steps and result, the verifier,
-the clock, models, config, errors.
+The key cache (``_inventory``): when the environment's entry is trusted (the listing shows
+its key ids and flags unchanged, no hand-off pending) and deciding on it leaves nothing due
+and nothing to resume, the run reports it skipped or in grace without a request. Anything
+due, or a key of this run's name to report again (a resume), means listing the keys (their
+secrets are not cached). After its steps the run records the keys as they now stand.
+
+Imports: the lifecycle's decision and names, rotation's steps and result, the key
+inventory, the verifier, the clock, models, config, errors.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from attrs import evolve, frozen
 
 from ._access_keys import AccessKeyOperations
 from ._clock import Clock, utc
 from ._config import RetryConfig
+from ._inventory import KeyInventory
 from ._labels import current_name, pending_name, retired_name
-from ._lifecycle import Decision, LifecyclePolicy, Step, decide, status_of
+from ._lifecycle import Decision, KeyLike, LifecyclePolicy, Step, decide, status_of
 from ._rotation import (
     RotationPlan,
     RotationResult,
@@ -47,6 +55,7 @@ Deliver = Callable[[AccessKey, ProductEnvironment], Awaitable[object]]
 #: The engine's hand-off: also sees the result the environment will have once it is recorded
 #: (the CLI without a hook writes that result line as the hand-off).
 HandOff = Callable[[AccessKey, ProductEnvironment, RotationResult], Awaitable[object]]
+_K = TypeVar("_K", bound=KeyLike)
 
 
 @frozen
@@ -98,6 +107,11 @@ class _Env:
         old = self.keys.get(key.api_key)
         if key.api_secret is None and old is not None and old.api_secret is not None:
             key = evolve(key, api_secret=old.api_secret)  # some answers omit the secret
+        if DedicatedFor.WEBHOOKS in key.dedicated_for:  # one holder: the API moves it
+            for other in list(self.keys.values()):
+                if other.api_key != key.api_key and DedicatedFor.WEBHOOKS in other.dedicated_for:
+                    rest = tuple(d for d in other.dedicated_for if d != DedicatedFor.WEBHOOKS)
+                    self.keys[other.api_key] = evolve(other, dedicated_for=rest)
         self.keys[key.api_key] = key
 
     def step(self, step: Step) -> None:
@@ -106,7 +120,7 @@ class _Env:
 
     def result(
         self,
-        decision: Decision[AccessKey],
+        decision: Decision[Any],
         steps: Sequence[Step] | None = None,
         error: CldProvisioningError | None = None,
     ) -> RotationResult:
@@ -127,7 +141,10 @@ class _Env:
 
 
 def _decide(env: _Env, run: LifecycleRun) -> Decision[AccessKey]:
-    keys = list(env.keys.values())
+    return _decision(list(env.keys.values()), run)
+
+
+def _decision(keys: Sequence[_K], run: LifecycleRun) -> Decision[_K]:
     now = max([utc(run.clock), *(k.updated_at for k in keys)])
     return decide(keys, now, run.policy, run.name)
 
@@ -135,22 +152,26 @@ def _decide(env: _Env, run: LifecycleRun) -> Decision[AccessKey]:
 async def run_lifecycle(
     api: AccessKeyOperations,
     environment: ProductEnvironment,
-    keys: Sequence[AccessKey] | None,
     run: LifecycleRun,
+    inventory: KeyInventory,
     *,
     dry_run: bool = False,
 ) -> RotationResult:
-    """Take every step due for ``environment`` (``keys``: listed already, else listed here).
+    """Take every step due for ``environment``: from its key cache entry when that is
+    trusted and nothing is due, else from its keys listed through ``inventory`` (which
+    then records what the steps left).
 
     Failures are returned (``result.error``), never raised, with the steps taken so far.
     """
     sub = environment.id
     env = _Env(sub, ())
     try:
-        if keys is None:
-            listing = await api.list({"sub_account_id": sub}, retries=run.retries, priority="bulk")
-            keys = listing.access_keys
-        env = _Env(sub, keys)
+        entry = await inventory.trusted(environment)
+        if entry is not None:
+            cached = _decision(entry.keys, run)
+            if not cached.due and cached.resume is None:  # nothing to do or say: no request
+                return _planned(env, cached, run) if dry_run else env.result(cached)
+        env = _Env(sub, (await inventory.fetch(sub))[1])
         d = _decide(env, run)
         if dry_run:
             return _planned(env, d, run)
@@ -174,6 +195,8 @@ async def run_lifecycle(
         if d.prune and not (run.hand_off_last and "handed_off" in env.steps):
             await _prune(api, env, d, run)
             d = _decide(env, run)
+        if env.steps:
+            await inventory.record(sub, env.keys.values())
         return env.result(d)
     except CldProvisioningError as exc:
         log_failure(sub, exc)
@@ -266,7 +289,7 @@ async def _prune(
         env.step("pruned")
 
 
-def _planned(env: _Env, d: Decision[AccessKey], run: LifecycleRun) -> RotationResult:
+def _planned(env: _Env, d: Decision[Any], run: LifecycleRun) -> RotationResult:
     """A dry run: what a real run would do now (``plan``), and ``next``/``next_at``."""
     hand_off = d.generate or d.hand_off is not None
     if d.generate:

@@ -155,6 +155,38 @@ def test_without_a_hook_the_line_is_the_hand_off_and_a_later_run_retires(
     assert (got["next"], got["next_at"]) == ("prune", "2027-02-22T08:00:00Z")
 
 
+def test_the_night_after_costs_the_listing_and_a_resume_gives_the_secrets_back(
+    fake: FakeProvisioningServer, here: Run
+) -> None:
+    """The key cache under the command line (issue 19): nights with nothing due send the
+    listing only; a resume (issue 23) lists what its run touched, for the secrets."""
+
+    def routes() -> list[str]:
+        got = sorted(str(e.route) for e in fake.journal)
+        fake.clear_journal()
+        return got
+
+    args = ["--all", "--older-than", "30d", "--grace", "7d", "--jsonl"]
+    first = here(*args, "--name", "n1")
+    assert {d["status"] for d in lines(first).values()} == {"handed_off"}
+    routes()
+    second = here(*args)
+    assert routes() == ["list_product_environments"]
+    assert {d["status"] for d in lines(second).values()} == {"in_grace"}
+    again = here(*args, "--name", "n1")  # the resume: both listed, nothing written
+    assert routes() == ["list", "list", "list_product_environments"]
+    for sub, doc in lines(first).items():
+        assert lines(again)[sub]["new_api_secret"] == doc["new_api_secret"]
+    clock = fake.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(8 * DAY)  # the grace is over
+    third = here(*args, now=T0 + 8 * DAY)
+    assert {d["status"] for d in lines(third).values()} == {"retired"}
+    assert routes() == ["list", "list", "list_product_environments", "update", "update"]
+    here(*args, now=T0 + 8 * DAY)
+    assert routes() == ["list_product_environments"]
+
+
 def test_a_second_run_exits_3_naming_the_holder_before_any_write(
     fake: FakeProvisioningServer, tmp_path: Path
 ) -> None:

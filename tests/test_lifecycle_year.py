@@ -13,6 +13,9 @@ consumer holding the key last delivered to it. Every day, from the server's stat
   reported failed that day (or that day's run was killed before reaching it);
 - no environment gets two new keys for one due date (rotation-made keys are >= 30 days apart);
 - a retired key is deleted within prune age + 1 day.
+
+Each day's run starts with the product-environment listing, as the CLI's does, so the key
+cache (the client's default) answers for the environments with nothing due.
 """
 
 from __future__ import annotations
@@ -81,14 +84,16 @@ async def test_a_year_of_daily_runs_never_breaks_a_consumer() -> None:
     seen: set[str] = set()
     crowded_since: dict[str, float] = {}
     retired_at: dict[str, tuple[str, float]] = {}
-    stats = SimpleNamespace(kills=0, failed_reports=0, hand_offs=0, pings=0)
+    stats = SimpleNamespace(kills=0, failed_reports=0, hand_offs=0, pings=0, key_listings=0)
     requests = 0
     kill_at: int | None = None
     run_task: asyncio.Task[None] | None = None
 
-    async def on_request(*_: object) -> None:
+    async def on_request(_: object, __: object, params: aiohttp.TraceRequestStartParams) -> None:
         nonlocal requests
         requests += 1
+        if params.method == "GET" and params.url.path.endswith("/access_keys"):
+            stats.key_listings += 1
         if kill_at is not None and requests == kill_at and run_task is not None:
             run_task.cancel()  # killed at a random request
 
@@ -100,11 +105,13 @@ async def test_a_year_of_daily_runs_never_breaks_a_consumer() -> None:
         fake.client(clock=clock, session=session) as client,
     ):
         verify = PingVerifier(fake.url, timeout=120, clock=clock, backoff_initial=10)
-        # As the CLI's --all does: one listing, its environments handed to the rotation.
-        environments = (await client.product_environments.list()).sub_accounts
 
         async def cron(day: int, reported: dict[str, str]) -> None:
-            """The daily cron call; each result reported as it comes."""
+            """The daily cron call, as the CLI's --all makes it: one listing, its environments
+            handed to the rotation (the key cache, the client's default, spares the key
+            listing of each one whose keys the listing shows unchanged and for which nothing
+            is due); each result reported as it comes."""
+            environments = (await client.product_environments.list()).sub_accounts
             results = client.access_keys.rotate_iter(
                 environments,
                 concurrency=16,
@@ -124,7 +131,9 @@ async def test_a_year_of_daily_runs_never_breaks_a_consumer() -> None:
             reported: dict[str, str] = {}
 
             killed = rng.random() < KILL_RATE
-            kill_at = requests + rng.randint(1, 60) if killed else None
+            # A run sends 3 to 60 requests, most about 15: the listing, what is due, and the
+            # key listings the key cache cannot spare; a kill past its end spares that day.
+            kill_at = requests + rng.randint(1, 20) if killed else None
             run_task = asyncio.create_task(cron(day, reported))
             try:
                 await run_task
@@ -186,3 +195,7 @@ async def test_a_year_of_daily_runs_never_breaks_a_consumer() -> None:
     assert stats.kills >= 30 and consumers.failed >= 40 and stats.failed_reports >= 40
     assert sum(len(t) for t in made.values()) >= 50 * 10  # a key every ~31 days, per env
     assert stats.pings == 250
+    # The key cache (the client's default) spared most days' key listings: an environment is
+    # listed when a step is due, its entry expired (7 days) or its last run failed (about a
+    # fifth of the environment-days here; every one of them without the cache).
+    assert stats.key_listings < 0.4 * DAYS * len(ENVS), (stats.key_listings, requests)
