@@ -4,6 +4,7 @@ key cache's savings and warnings. Two audits at once run as real processes."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from cldprov_async import RotationLock
 from cldprov_async._cli import main
 from cldprov_async.testing import FakeProvisioningServer
 
@@ -207,3 +209,25 @@ def test_two_audits_at_once_in_two_processes(fake: FakeProvisioningServer) -> No
     assert [p.returncode for p in procs] == [0, 0]
     assert all(len(json.loads(o)["environments"]) == len(ENVS) for o in outs)
     assert {e.method for e in fake.journal} == {"GET"}
+
+
+def test_audit_runs_while_a_rotation_holds_the_lock(
+    fake: FakeProvisioningServer,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``audit`` only reads: it never takes the rotation lock, so it runs beside a rotation
+    (which a second ``rotate`` is refused)."""
+    monkeypatch.setenv("CLDPROV_LOCK_DIR", str(tmp_path))
+    lock = RotationLock(f"127.0.0.1:{fake.port}", "fake-account", directory=tmp_path)
+    asyncio.run(lock.acquire())
+    try:
+        code, out, _ = run(fake, capsys, "audit", "--json")
+        assert code == 0 and len(json.loads(out)["environments"]) == len(ENVS)
+        assert {e.method for e in fake.journal} == {"GET"}
+        code, _, err = run(fake, capsys, "rotate", "--all", "--jsonl")
+        assert code == 3 and f"pid {os.getpid()}" in err
+        assert fake.journal == []  # refused before sending anything
+    finally:
+        asyncio.run(lock.release())
