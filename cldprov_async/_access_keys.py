@@ -20,7 +20,7 @@ from . import _telemetry as telemetry
 from ._config import RetryConfig
 from ._gate import backoff
 from ._operation import Operations, Priority, call_options, segment
-from ._session import Session
+from ._session import Query, Session
 from .errors import (
     APIError,
     CldProvisioningError,
@@ -74,12 +74,12 @@ class AccessKeyOperations(Operations):
             # The common call, all keys of one environment: no model to build, no query
             # (the id is checked by _keys_path, with the same message).
             sub_account_id = request["sub_account_id"]
-            params: dict[str, str] | None = None
+            params: Query = ()
         else:
             req = coerce_request(GetAccessKeysRequest, request, "request")
             sub_account_id = req.sub_account_id
-            params = {
-                k: str(v)
+            params = tuple(
+                (k, str(v))
                 for k, v in (
                     ("page_size", req.page_size),
                     ("page", req.page),
@@ -87,7 +87,7 @@ class AccessKeyOperations(Operations):
                     ("sort_order", req.sort_order),
                 )
                 if v is not None
-            }
+            )
         path = self._keys_path(sub_account_id)
         if retries is None and timeout_ms is None and http_headers is None and priority == "normal":
             opts = None  # the common call: the defaults, nothing to check or pass
@@ -121,32 +121,21 @@ class AccessKeyOperations(Operations):
         path = self._keys_path(sub_account_id)
         # One span for the whole call, its resolution by name included.
         scope = telemetry.start(_GENERATE, sub_account_id)
+        started = time.time()
         try:
-            key = await self._generate(sub_account_id, path, body, opts)
+            try:
+                key = await self._call(
+                    "POST", path, AccessKey, operation=_GENERATE, body=body, **opts
+                )
+            except (OutcomeUnknownError, APIError) as exc:
+                if not _outcome_unknown(exc):
+                    raise
+                key = await self._resolve_generate(sub_account_id, body, started, exc, opts)
         except BaseException as exc:
             telemetry.finish(scope, exc)
             raise
         telemetry.finish(scope, None)
         return key
-
-    async def _generate(
-        self, sub_account_id: str, path: str, body: AccessKeyRequest, opts: Mapping[str, Any]
-    ) -> AccessKey:
-        started = time.time()
-        try:
-            return await self._call("POST", path, AccessKey, operation=_GENERATE, body=body, **opts)
-        except (OutcomeUnknownError, APIError) as exc:
-            if not _outcome_unknown(exc):
-                raise
-            if body.name is None:
-                raise OutcomeUnknownError(
-                    "generate may or may not have created a key, and without a name it cannot"
-                    " be looked up; list the keys before trying again",
-                    status_code=exc.status_code,
-                    method="POST",
-                    path=exc.path,
-                ) from exc
-            return await self._resolve_generate(sub_account_id, body, started, exc, opts)
 
     async def update(
         self,
@@ -195,7 +184,7 @@ class AccessKeyOperations(Operations):
             SuccessResponse,
             operation="access_keys.delete_by_name",
             sub_account_id=sub_account_id,
-            params={"name": name},
+            params=(("name", name),),
             **opts,
         )
 
@@ -243,10 +232,18 @@ class AccessKeyOperations(Operations):
         sub_account_id: str,
         body: AccessKeyRequest,
         started: float,
-        first: Exception,
+        first: CldProvisioningError,
         opts: Mapping[str, Any],
     ) -> AccessKey:
         """Find out whether an unanswered generate created its (named) key; never create two."""
+        if body.name is None:
+            raise OutcomeUnknownError(
+                "generate may or may not have created a key, and without a name it cannot"
+                " be looked up; list the keys before trying again",
+                status_code=first.status_code,
+                method="POST",
+                path=first.path,
+            ) from first
         retry: RetryConfig = opts["retries"] or self.default_retry
         path = self._keys_path(sub_account_id)
         last: Exception = first
