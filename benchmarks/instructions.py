@@ -45,11 +45,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.plain import plain
 from benchmarks.report import instruction_table
 from benchmarks.run import ACCOUNT, KEY, ROOT, SECRET, SUB, serve
 from benchmarks.worker import Target, drive_async, fetch_keys, ours, raw
 
-CLIENTS = {"cldprov_async": ours, "raw": raw}
+
+def _plain(target: Target, op: str) -> Any:
+    t = target
+    return plain(t.url, t.account_id, t.api_key, t.api_secret, t.sub_account, t.keys, op)
+
+
+#: Ours, the tight raw loop, and the independent plain-aiohttp loop (``benchmarks.plain``).
+CLIENTS = {"cldprov_async": ours, "raw": raw, "plain": _plain}
 #: The raw loop with one of our session's mechanisms added (``benchmarks.micro``'s rungs), to
 #: price that mechanism alone: ``--clients raw+middleware`` etc. (``generate`` and ``list``).
 RUNGS = {
@@ -62,6 +70,9 @@ CASES: dict[str, tuple[str, int]] = {
     "generate": ("generate", 3),
     "list": ("list", 3),
     "update": ("update", 3),
+    "delete": ("delete", 3),
+    "delete_by_name": ("delete_by_name", 3),
+    "environments": ("environments", 3),
     "list-100": ("list", 100),
 }
 GOAL = 1.25
@@ -86,7 +97,7 @@ class Settings:
 
 async def _calls(client: str, op: str, calls: int, concurrency: int, url: str) -> None:
     target = Target(url, ACCOUNT, KEY, SECRET, SUB)
-    if op == "update":
+    if op in ("update", "delete"):
         target = Target(url, ACCOUNT, KEY, SECRET, SUB, fetch_keys(target))
     if client in RUNGS:
         from benchmarks.micro import _rung

@@ -37,6 +37,8 @@ from typing import Any
 
 CLIENTS = ("cldprov_async", "raw", "official", "classic")
 OPS = ("generate", "list", "update")
+#: Every operation a client can be driven through (``benchmarks.instructions`` counts them all).
+ALL_OPS = (*OPS, "delete", "delete_by_name", "environments")
 SCENARIOS = ("bench", "ratelimit", "rotation")
 
 #: What each client needs imported before anything is timed.
@@ -78,6 +80,10 @@ def update_body(i: int) -> dict[str, Any]:
     return {"name": f"upd-{i}", "enabled": i % 2 == 0}
 
 
+#: ``list``'s request besides the id, as users pass it: enum members' string values.
+LIST_QUERY = {"sort_by": "created_at"}
+
+
 def fetch_keys(target: Target) -> tuple[str, ...]:
     """The sub-account's api_keys, with the standard library (outside the timed part)."""
     token = base64.b64encode(f"{target.api_key}:{target.api_secret}".encode()).decode()
@@ -107,12 +113,28 @@ async def ours(target: Target, op: str) -> AsyncIterator[AsyncCall]:
             return await api.generate(sub, generate_body(i))
 
         async def list_(i: int) -> object:
-            return await api.list({"sub_account_id": sub})
+            return await api.list({"sub_account_id": sub, **LIST_QUERY})
 
         async def update(i: int) -> object:
             return await api.update(sub, keys[i % len(keys)], update_body(i))
 
-        yield {"generate": generate, "list": list_, "update": update}[op]
+        async def delete(i: int) -> object:
+            return await api.delete(sub, keys[i % len(keys)])
+
+        async def delete_by_name(i: int) -> object:
+            return await api.delete_by_name(sub, f"bench-{i}")
+
+        async def environments(i: int) -> object:
+            return await client.product_environments.list(enabled=True)
+
+        yield {
+            "generate": generate,
+            "list": list_,
+            "update": update,
+            "delete": delete,
+            "delete_by_name": delete_by_name,
+            "environments": environments,
+        }[op]
 
 
 @contextlib.asynccontextmanager
@@ -131,7 +153,9 @@ async def raw(target: Target, op: str) -> AsyncIterator[AsyncCall]:
     }
     json_headers = {**headers, "Content-Type": "application/json"}
     collection = URL(target.keys_url)
+    listed = collection.with_query(LIST_QUERY)
     key_urls = [URL(f"{target.keys_url}/{key}") for key in target.keys]
+    envs = URL(target.keys_url.rpartition("/sub_accounts/")[0] + "/sub_accounts?enabled=true")
     connector = aiohttp.TCPConnector(limit=100)
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -152,13 +176,29 @@ async def raw(target: Target, op: str) -> AsyncIterator[AsyncCall]:
             return await send("POST", collection, json.dumps(generate_body(i)).encode())
 
         async def list_(i: int) -> object:
-            return await send("GET", collection, None)
+            return await send("GET", listed, None)
 
         async def update(i: int) -> object:
             body = json.dumps(update_body(i)).encode()
             return await send("PUT", key_urls[i % len(key_urls)], body)
 
-        yield {"generate": generate, "list": list_, "update": update}[op]
+        async def delete(i: int) -> object:
+            return await send("DELETE", key_urls[i % len(key_urls)], None)
+
+        async def delete_by_name(i: int) -> object:
+            return await send("DELETE", collection.with_query(name=f"bench-{i}"), None)
+
+        async def environments(i: int) -> object:
+            return await send("GET", envs, None)
+
+        yield {
+            "generate": generate,
+            "list": list_,
+            "update": update,
+            "delete": delete,
+            "delete_by_name": delete_by_name,
+            "environments": environments,
+        }[op]
 
 
 def official_sdk(target: Target, *, retry: bool = False, http: Any = None) -> Any:
