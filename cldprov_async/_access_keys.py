@@ -38,7 +38,7 @@ from .models import (
     coerce_request,
 )
 
-#: Paths kept per client (``_keys_path``); past this the cache starts over.
+#: Paths and list queries kept per client; past this many a cache starts over.
 _PATH_CACHE_SIZE = 1024
 #: How much older than our first attempt a key found by name after a 409 may look and
 #: still be ours (clock skew between this machine and the server).
@@ -57,6 +57,7 @@ class AccessKeyOperations(Operations):
     def __init__(self, session: Session, account_id: str) -> None:
         super().__init__(session, account_id)
         self._paths: dict[str, str] = {}  # sub_account_id -> its keys' path (bounded)
+        self._queries: dict[tuple[tuple[str, Any], ...], tuple[str, Query]] = {}  # (bounded)
 
     # -- the five operations ---------------------------------------------------------------
 
@@ -70,24 +71,7 @@ class AccessKeyOperations(Operations):
         priority: Priority = "normal",
     ) -> AccessKeysResponse:
         """Keys of one product environment; all of them unless ``page``/``page_size`` is set."""
-        if type(request) is dict and len(request) == 1 and "sub_account_id" in request:
-            # The common call, all keys of one environment: no model to build, no query
-            # (the id is checked by _keys_path, with the same message).
-            sub_account_id = request["sub_account_id"]
-            params: Query = ()
-        else:
-            req = coerce_request(GetAccessKeysRequest, request, "request")
-            sub_account_id = req.sub_account_id
-            params = tuple(
-                (k, str(v))
-                for k, v in (
-                    ("page_size", req.page_size),
-                    ("page", req.page),
-                    ("sort_by", req.sort_by),
-                    ("sort_order", req.sort_order),
-                )
-                if v is not None
-            )
+        sub_account_id, params = self._list_query(request)
         path = self._keys_path(sub_account_id)
         if retries is None and timeout_ms is None and http_headers is None and priority == "normal":
             opts = None  # the common call: the defaults, nothing to check or pass
@@ -210,7 +194,34 @@ class AccessKeyOperations(Operations):
             **opts,
         )
 
-    # -- paths and generate's resolution ---------------------------------------------------
+    # -- requests, paths and generate's resolution ------------------------------------------
+
+    def _list_query(self, request: GetAccessKeysRequest | Mapping[str, Any]) -> tuple[str, Query]:
+        """``list``'s environment and query, checked through the model. A plain mapping whose
+        values are all text (ids, enum values) is checked once per client: its result is kept."""
+        key: tuple[tuple[str, Any], ...] | None = None
+        if type(request) is dict:
+            key = tuple(request.items())
+            try:
+                known = self._queries.get(key)
+            except TypeError:  # an unhashable value: the model says what is wrong with it
+                known, key = None, None
+            if known is not None:
+                return known
+        req = coerce_request(GetAccessKeysRequest, request, "request")
+        fields = (
+            ("page_size", req.page_size),
+            ("page", req.page),
+            ("sort_by", req.sort_by),
+            ("sort_order", req.sort_order),
+        )
+        known = req.sub_account_id, tuple((k, str(v)) for k, v in fields if v is not None)
+        if key is not None and all(type(v) is str for _, v in key):
+            # Equal text gives an equal result, whatever its type (an enum member, say).
+            if len(self._queries) >= _PATH_CACHE_SIZE:
+                self._queries.clear()
+            self._queries[key] = known
+        return known
 
     def _keys_path(self, sub_account_id: str) -> str:
         """The keys' path of an environment; checked and encoded once per id (cached)."""

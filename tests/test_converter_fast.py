@@ -242,3 +242,14 @@ def test_generated_environment_listings_fast_or_detailed_are_the_same(envs: list
 @given(st.dictionaries(st.sampled_from(["message", "other"]), VALUES, max_size=2))
 def test_generated_success_answers_fast_or_detailed_are_the_same(body: dict[str, Any]) -> None:
     _same(body, SuccessResponse)
+
+
+def test_items_built_slot_by_slot_have_an_init_that_only_sets_their_slots() -> None:
+    """``_key_by_hand`` and the environment builders skip ``__init__``: safe only while it
+    does nothing but set each field (no validator, converter, factory or hook)."""
+    for cls in (AccessKey, ProductEnvironment, ProductEnvironmentAccessKey):
+        assert not hasattr(cls, "__attrs_pre_init__") and not hasattr(cls, "__attrs_post_init__")
+        assert "__dict__" not in dir(cls)  # slotted: every field is a slot
+        for f in attrs.fields(cls):
+            assert (f.validator, f.converter, f.init) == (None, None, True), f.name
+            assert not isinstance(f.default, attrs.Factory), f.name  # type: ignore[arg-type]
