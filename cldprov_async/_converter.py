@@ -158,6 +158,7 @@ def _slot_setters(cls: type) -> tuple[Any, ...]:
 
 
 _new = object.__new__
+_fromisoformat = datetime.fromisoformat
 _k_name, _k_api_key, _k_created, _k_updated, _k_enabled, _k_secret, _k_dedicated = _slot_setters(
     AccessKey
 )
@@ -177,12 +178,15 @@ def _when(value: Any) -> datetime:
 
 
 def _key_by_hand(d: dict[str, Any]) -> AccessKey:
-    name, api_key, enabled = d.get("name"), d.get("api_key"), d.get("enabled")
-    secret = d.get("api_secret")
+    # Every call of a listing comes here per key: no further Python call on the usual path.
+    name, api_key, enabled = d["name"], d["api_key"], d["enabled"]
+    created, updated, secret = d["created_at"], d["updated_at"], d.get("api_secret")
     if (
         type(name) is not str
         or type(api_key) is not str
         or type(enabled) is not bool
+        or type(created) is not str
+        or type(updated) is not str
         or (secret is not None and type(secret) is not str)
     ):
         raise _Unusual
@@ -192,7 +196,9 @@ def _key_by_hand(d: dict[str, Any]) -> AccessKey:
         if type(items) is not list or not all(type(item) is str for item in items):
             raise _Unusual
         dedicated = tuple(items)
-    created, updated = _when(d.get("created_at")), _when(d.get("updated_at"))
+    created, updated = _fromisoformat(created), _fromisoformat(updated)
+    if created.tzinfo is None or updated.tzinfo is None:
+        raise _Unusual
     key = _new(AccessKey)
     _k_name(key, name)
     _k_api_key(key, api_key)
