@@ -1,6 +1,14 @@
-"""Shared fixtures: a scriptable recording HTTP server on 127.0.0.1.
+"""Shared fixtures: a scriptable recording HTTP server on 127.0.0.1. And the suite's order.
 
 (aioresponses comes from the installed plugin's ``cldprov_aioresponses`` fixture.)
+
+The suite runs on parallel workers (pytest-xdist, ``addopts`` in pyproject.toml), so every
+test is independent: servers on port 0 (or a port checked to be this test's own), files
+under ``tmp_path``, nothing written to the repository. A test that takes seconds is marked
+``@pytest.mark.slow`` (or its module, with ``pytestmark``); slow tests are collected first,
+so the workers start the longest ones at once instead of finding one last at the end.
+A module whose fixture is shared by its tests (built once: a wheel, global providers) marks
+them ``@pytest.mark.xdist_group(name)`` so they all run on one worker.
 """
 
 from __future__ import annotations
@@ -16,6 +24,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiMapping
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (a stable sort: otherwise the order stays as collected)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 # --- the recording server -----------------------------------------------------------------------

@@ -19,6 +19,8 @@ import pytest
 from benchmarks import instructions, report
 from benchmarks.run import serve
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 CACHEGRIND = """\

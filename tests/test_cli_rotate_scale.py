@@ -20,6 +20,8 @@ import pytest
 
 from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT_URL = "account://fake-key:fake-secret@fake-account"
 LISTING = "/v1_1/provisioning/accounts/fake-account/sub_accounts"

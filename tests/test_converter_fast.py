@@ -203,6 +203,7 @@ KEYS = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(KEYS)
 def test_generated_keys_fast_or_detailed_are_the_same(body: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ SECRET = "PROVISIONING-SECRET-tel-77"
 SUBS = ["env-a", "env-b"]
 FAST = RetryConfig(backoff_initial=0.01, backoff_max=0.02)
 
+pytestmark = pytest.mark.xdist_group("telemetry")  # global providers, set once
 _EXPORTER = InMemorySpanExporter()
 _READER = InMemoryMetricReader(
     preferred_temporality={
@@ -389,6 +390,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from cldprov_async import _telemetry
+
 
 seen = [_telemetry.active(), _telemetry.start("x") is None]
 {setup}
