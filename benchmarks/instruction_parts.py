@@ -1,6 +1,6 @@
 """Instructions of the request path's pieces, each alone, counted by valgrind.
 
-    PYTHONPATH=. .venv/bin/python -m benchmarks.instruction_parts [--root SCRATCH_COPY]
+    PYTHONPATH=. .venv/bin/python -m benchmarks parts [--root SCRATCH_COPY]
 
 The end-to-end count (``benchmarks.instructions``) says how far cldprov_async is from the
 raw loop; this says what each piece of one call costs, so a candidate change can be priced
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.instructions import VALGRIND, _env, read_cachegrind
-from benchmarks.run import ROOT
+from benchmarks.settings import ROOT
 
 STAMP = "2026-11-26T14:58:30Z"
 KEY = {
@@ -207,7 +207,7 @@ def _count(counts: dict[str, int], out: Path, root: str) -> int:
     import subprocess
 
     command = [*VALGRIND, f"--cachegrind-out-file={out}", sys.executable, "-m"]
-    command += ["benchmarks.instruction_parts", "--child", json.dumps(counts)]
+    command += ["benchmarks", "parts", "--child", json.dumps(counts)]
     done = subprocess.run(command, capture_output=True, env=_env(root), cwd=root, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.decode(errors="replace")[-2000:])
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--child"]:
         return child(argv[1:])
-    p = argparse.ArgumentParser(prog="python -m benchmarks.instruction_parts", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks parts", description=__doc__)
     p.add_argument("--counts", default="200,1200", help="K1,K2 (default 200,1200)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--root", default=str(ROOT), help="import cldprov_async from this copy")
@@ -248,7 +248,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(costs, indent=1) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

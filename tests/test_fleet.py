@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import redis
 
-from benchmarks.fleet import redis_command
+from benchmarks.servers import redis_command
 from cldprov_async import CldProvisioning, RateLimitedError, RetryConfig
 from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
 
