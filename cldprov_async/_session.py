@@ -150,13 +150,16 @@ class Session:
             if http_headers:
                 headers = {**headers, **http_headers}
             # A URL built once per path and query: yarl parses and aiohttp reads each new one.
+            # Only listings repeat their queries; a delete by name names a new key each time.
             where = (path, params) if params else path
             url = self._urls.get(where)
             if url is None:
-                if len(self._urls) >= _URL_CACHE_SIZE:
-                    self._urls.clear()
                 url = self.base_url.with_path(self._base_path + path, encoded=True)
-                self._urls[where] = url = url.with_query(params) if params else url
+                url = url.with_query(params) if params else url
+                if not params or method == "GET":
+                    if len(self._urls) >= _URL_CACHE_SIZE:
+                        self._urls.clear()
+                    self._urls[where] = url
             extra: Mapping[str, Any] = _NO_EXTRA
             if self._borrowed is not None:
                 # A borrowed session has its own middlewares and timeout; use ours for our calls.
