@@ -7,8 +7,9 @@ test is independent: servers on port 0 (or a port checked to be this test's own)
 under ``tmp_path``, nothing written to the repository. A test that takes seconds is marked
 ``@pytest.mark.slow`` (or its module, with ``pytestmark``); slow tests are collected first,
 so the workers start the longest ones at once instead of finding one last at the end.
-A module whose fixture is shared by its tests (built once: a wheel, global providers) marks
-them ``@pytest.mark.xdist_group(name)`` so they all run on one worker.
+A module's tests run on one worker (``--dist loadfile``), so a module-scoped fixture (the
+built wheel, OpenTelemetry's global providers) is set up once. (``--dist loadgroup`` with
+``xdist_group`` marks did not keep a group together with pytest 9 and xdist 3.8 here.)
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ SECRET = "PROVISIONING-SECRET-tel-77"
 SUBS = ["env-a", "env-b"]
 FAST = RetryConfig(backoff_initial=0.01, backoff_max=0.02)
 
-pytestmark = pytest.mark.xdist_group("telemetry")  # global providers, set once
 _EXPORTER = InMemorySpanExporter()
 _READER = InMemoryMetricReader(
     preferred_temporality={
