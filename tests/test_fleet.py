@@ -53,9 +53,12 @@ class RedisServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        for _ in range(5):
-            self.port = free_port()
-            self.url = f"redis://127.0.0.1:{self.port}/0"
+        """Start on a free port; started again (after ``stop``), on the same port."""
+        restart = self.port != 0
+        for _ in range(1 if restart else 5):
+            if not restart:
+                self.port = free_port()
+                self.url = f"redis://127.0.0.1:{self.port}/0"
             self.proc = proc = subprocess.Popen(redis_command(self.port), stdout=subprocess.DEVNULL)
             client = redis.Redis(port=self.port)
             try:
