@@ -1,7 +1,7 @@
 """Fleet scenarios: the Redis-shared gate against in-process gates.
 
-    PYTHONPATH=. .venv/bin/python -m benchmarks.fleet            # just these, one JSON list
-    PYTHONPATH=. .venv/bin/python -m benchmarks.run --scenarios fleet   # in a full run
+    PYTHONPATH=. .venv/bin/python -m benchmarks fleet            # just these, one JSON list
+    PYTHONPATH=. .venv/bin/python -m benchmarks run --scenarios fleet   # in a full run
 
 * ``fleet_gates``: 4 processes x 100 named generates (32 at a time each) under 40 requests
   per 1-second window (420, reset header only): each process with its own gate, then all on
@@ -23,26 +23,20 @@ import asyncio
 import json
 import math
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchmarks.servers import redis_server
 from cldprov_async import CldProvisioning, Security
 
 WORKER = str(Path(__file__).with_name("fleet_worker.py"))
 ACCOUNT_URL = "account://fake-key:fake-secret@fake-account"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -57,31 +51,6 @@ def fake_server(*args: str) -> Iterator[str]:
                 yield line.split("=", 1)[1].strip()
                 return
         raise RuntimeError("the fake server did not start")
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def redis_command(port: int) -> list[str]:
-    """A redis-server on a loopback port with persistence off (the tests start it so too)."""
-    persistence_off = ["--save", "", "--appendonly", "no"]
-    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", *persistence_off]
-
-
-@contextmanager
-def redis_server() -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        redis_command(port),
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
     finally:
         proc.terminate()
         proc.wait(10)
@@ -225,5 +194,7 @@ def run_all(small: bool = False) -> list[dict[str, Any]]:
     return [*gates(), *reserve(), *throughput()]
 
 
-if __name__ == "__main__":
-    print(json.dumps(run_all(small="--quick" in sys.argv), indent=1))
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks fleet [--quick]``: these scenarios alone, as one JSON list."""
+    print(json.dumps(run_all(small="--quick" in (argv or [])), indent=1))
+    return 0

@@ -1,7 +1,7 @@
 """Instructions per call, cldprov_async against the raw aiohttp loop, counted by valgrind.
 
-    PYTHONPATH=. .venv/bin/python -m benchmarks.instructions               # table + JSON
-    PYTHONPATH=. .venv/bin/python -m benchmarks.instructions --profile /tmp/prof   # + where
+    PYTHONPATH=. .venv/bin/python -m benchmarks instructions               # table + JSON
+    PYTHONPATH=. .venv/bin/python -m benchmarks instructions --profile /tmp/prof   # + where
 
 Timing a 20 % difference on a shared 2-core machine is noise (the raw loop alone wanders
 83-130 µs per call). Instructions do not wander: each client runs in its own process under
@@ -45,11 +45,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import instruction_table
-from benchmarks.run import ACCOUNT, KEY, ROOT, SECRET, SUB, serve
-from benchmarks.worker import Target, drive_async, fetch_keys, ours, raw
+from benchmarks.clients import Target, fetch_keys, ours, raw
+from benchmarks.plain import plain
+from benchmarks.report_instructions import instruction_table
+from benchmarks.servers import serve
+from benchmarks.settings import ACCOUNT, KEY, ROOT, SECRET, SUB
+from benchmarks.timing import drive_async
 
-CLIENTS = {"cldprov_async": ours, "raw": raw}
+
+def _plain(target: Target, op: str) -> Any:
+    t = target
+    return plain(t.url, t.account_id, t.api_key, t.api_secret, t.sub_account, t.keys, op)
+
+
+#: Ours, the tight raw loop, and the independent plain-aiohttp loop (``benchmarks.plain``).
+CLIENTS = {"cldprov_async": ours, "raw": raw, "plain": _plain}
 #: The raw loop with one of our session's mechanisms added (``benchmarks.micro``'s rungs), to
 #: price that mechanism alone: ``--clients raw+middleware`` etc. (``generate`` and ``list``).
 RUNGS = {
@@ -62,9 +72,11 @@ CASES: dict[str, tuple[str, int]] = {
     "generate": ("generate", 3),
     "list": ("list", 3),
     "update": ("update", 3),
+    "delete": ("delete", 3),
+    "delete_by_name": ("delete_by_name", 3),
+    "environments": ("environments", 3),
     "list-100": ("list", 100),
 }
-GOAL = 1.25
 VALGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no")
 
 
@@ -86,7 +98,7 @@ class Settings:
 
 async def _calls(client: str, op: str, calls: int, concurrency: int, url: str) -> None:
     target = Target(url, ACCOUNT, KEY, SECRET, SUB)
-    if op == "update":
+    if op in ("update", "delete"):
         target = Target(url, ACCOUNT, KEY, SECRET, SUB, fetch_keys(target))
     if client in RUNGS:
         from benchmarks.micro import _rung
@@ -127,7 +139,7 @@ def count(
 ) -> dict[str, int]:
     """Ir of one whole client process; per C function too (``"": total``)."""
     command = [*VALGRIND, f"--cachegrind-out-file={out}", sys.executable]
-    command += ["-m", "benchmarks.instructions", "--child", client, op, str(calls)]
+    command += ["-m", "benchmarks", "instructions", "--child", client, op, str(calls)]
     command += [str(settings.concurrency), url]
     # ``python -m`` puts the working directory first on sys.path: run where the library
     # under test is, so that ``--root`` wins over this checkout.
@@ -274,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--child"]:
         return child(argv[1:])
-    p = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks instructions", description=__doc__)
     p.add_argument("--cases", type=_cases, help=f"comma-separated: {','.join(CASES)} (all)")
     p.add_argument("--clients", help="comma-separated: cldprov_async,raw (both)")
     p.add_argument("--calls", type=_counts, help="the two call counts N1,N2 (default 500,1500)")
@@ -305,7 +317,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,7 +15,7 @@ when ``redis-server`` is installed):
    requests.
 
 Nothing is asserted here (``tests/test_benchmarks_key_cache.py`` checks the counts at a
-small size). Usage: ``python -m benchmarks.key_cache`` (5,000 environments, 50 changed) or
+small size). Usage: ``python -m benchmarks key-cache`` (5,000 environments, 50 changed) or
 ``--quick``. Writes ``KEY_CACHE.md`` and ``key_cache.json`` into ``--out`` (default: this
 folder).
 """
@@ -38,6 +38,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from benchmarks.servers import redis_server
 from cldprov_async.testing import FakeProvisioningServer
 
 HERE = Path(__file__).resolve().parent
@@ -166,7 +167,7 @@ def report(data: dict[str, Any]) -> str:
     lines = [
         "# The key cache: requests per run",
         "",
-        f"One run, {data['when']}, {data['machine']}. Reproduce: `python -m benchmarks.key_cache"
+        f"One run, {data['when']}, {data['machine']}. Reproduce: `python -m benchmarks key-cache"
         f"{' --quick' if data['quick'] else ''}`.",
         "",
         f"{n:,} product environments with {KEYS} keys each, none older than 80 days (nothing due"
@@ -212,8 +213,6 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         urls: dict[str, str | None] = {"a file": None}
         if not args.no_redis and shutil.which("redis-server"):
-            from benchmarks.fleet import redis_server
-
             urls["Redis"] = stack.enter_context(redis_server())
         for store, url in urls.items():
             with server_for(n, args.seed).run_in_thread() as server:

@@ -1,7 +1,7 @@
 """Where cldprov_async's CPU per call goes, layer by layer.
 
-    PYTHONPATH=. .venv/bin/python -m benchmarks.micro            # both parts
-    PYTHONPATH=. .venv/bin/python -m benchmarks.micro --parts    # the pieces only (no server)
+    PYTHONPATH=. .venv/bin/python -m benchmarks micro            # both parts
+    PYTHONPATH=. .venv/bin/python -m benchmarks micro --parts    # the pieces only (no server)
 
 Two views, both in client CPU microseconds per call:
 
@@ -27,8 +27,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from typing import Any
 
-from benchmarks.run import ACCOUNT, KEY, SECRET, SUB, Server, fake_server, serve
-from benchmarks.worker import Target, drive_async, generate_body, ours, raw
+from benchmarks.clients import Target, generate_body, ours, raw
+from benchmarks.servers import Server, fake_server, serve
+from benchmarks.settings import ACCOUNT, KEY, SECRET, SUB
+from benchmarks.timing import drive_async
 
 Call = Callable[[int], Awaitable[object]]
 Rung = Callable[[Target, str], Any]
@@ -270,7 +272,7 @@ def parts() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.micro", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks micro", description=__doc__)
     p.add_argument("--ops", default="list,generate")
     p.add_argument("--calls", type=int, default=6000)
     p.add_argument("--concurrency", type=int, default=64)
@@ -288,7 +290,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.parts:
         ladder(args.ops.split(","), args.calls, args.concurrency, args.repeats, args.server)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Profile one client's calls against the fake server (in its own process).
 
-    PYTHONPATH=. .venv/bin/python -m benchmarks.profile --client cldprov_async --op list
+    PYTHONPATH=. .venv/bin/python -m benchmarks profile --client cldprov_async --op list
 
 Runs the same timed loop as the worker under pyinstrument (``pip install pyinstrument``;
 without it, cProfile) and prints where the client's time goes. The figures are slower than
@@ -18,8 +18,10 @@ import pstats
 import sys
 from collections.abc import Sequence
 
-from benchmarks.run import ACCOUNT, KEY, SECRET, SUB, fake_server
-from benchmarks.worker import ASYNC_CLIENTS, OPS, Target, drive_async, fetch_keys
+from benchmarks.clients import ASYNC_CLIENTS, OPS, Target, fetch_keys
+from benchmarks.servers import fake_server
+from benchmarks.settings import ACCOUNT, KEY, SECRET, SUB
+from benchmarks.timing import drive_async
 
 
 async def _loop(target: Target, client: str, op: str, calls: int, concurrency: int) -> None:
@@ -28,7 +30,7 @@ async def _loop(target: Target, client: str, op: str, calls: int, concurrency: i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks profile", description=__doc__)
     p.add_argument("--client", choices=sorted(ASYNC_CLIENTS), default="cldprov_async")
     p.add_argument("--op", choices=OPS, default="generate")
     p.add_argument("--calls", type=int, default=6000)
@@ -60,7 +62,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         profiler.stop()
         sys.stdout.write(profiler.output_text(unicode=True, show_all=False))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

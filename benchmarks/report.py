@@ -4,123 +4,36 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-LABELS = {
-    "cldprov_async": "cldprov_async",
-    "raw": "raw aiohttp loop (floor)",
-    "official": "official AsyncCldProvisioning",
-    "classic": "classic cloudinary, threads",
-}
-COLORS = {"cldprov_async": "#1f77b4", "raw": "#7f7f7f", "official": "#d62728", "classic": "#ff7f0e"}
-#: Figures whose median over rounds is reported.
-FIGURES = ("wall_s", "calls_per_s", "cpu_us_per_call", "p50_ms", "p99_ms", "rss_mb")
-GOAL_WALL, GOAL_CPU, GOAL_SPEEDUP, GOAL_INSTRUCTIONS = 1.3, 1.3, 20.0, 1.25
-HEADLINE_CONCURRENCY = 64
-
-Key = tuple[str, int, str]  # (op, concurrency, client)
-
-
-def summarize(runs: Iterable[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
-    """Median of each figure over the rounds, per (op, concurrency, client)."""
-    groups: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-    for run in runs:
-        groups[(run["op"], run["concurrency"], run["client"])].append(run)
-    summary: dict[Key, dict[str, Any]] = {}
-    for key, group in groups.items():
-        row: dict[str, Any] = {name: statistics.median(r[name] for r in group) for name in FIGURES}
-        row["calls"] = group[0]["calls"]
-        row["rounds"] = len(group)
-        row["errors"] = sum(r["errors"] for r in group)
-        row["first_error"] = next((r["first_error"] for r in group if r["first_error"]), None)
-        row["version"] = group[0]["version"]
-        server = [r["server_cpu_s"] / r["calls"] * 1e6 for r in group if "server_cpu_s" in r]
-        row["server_cpu_us_per_call"] = statistics.median(server) if server else math.nan
-        other = [r["background_cores"] for r in group if "background_cores" in r]
-        row["background_cores"] = statistics.median(other) if other else math.nan
-        summary[key] = row
-    return summary
-
-
-class Ratios:
-    """Ratios between two clients' figures, paired by round: this client's figure over the
-    other's *in the same round* (they ran back to back), then the median over the rounds.
-    Pairing keeps a slow spell of the machine from landing on one client only."""
-
-    def __init__(self, runs: Iterable[dict[str, Any]]) -> None:
-        self._runs: dict[tuple[str, int, str, int], dict[str, Any]] = {}
-        for run in runs:
-            run = {**run, "per_call_s": run["wall_s"] / run["calls"]}
-            self._runs[(run["op"], run["concurrency"], run["client"], run["round"])] = run
-
-    def rounds(self, key: Key, other: str, figure: str) -> list[float]:
-        """The ratio in each round that has both clients."""
-        values = []
-        for (op, conc, client, rnd), mine in sorted(self._runs.items()):
-            if (op, conc, client) != key:
-                continue
-            theirs = self._runs.get((op, conc, other, rnd))
-            if theirs is not None and theirs[figure]:
-                values.append(float(mine[figure] / theirs[figure]))
-        return values
-
-    def __call__(self, key: Key, other: str, figure: str) -> float:
-        values = self.rounds(key, other, figure)
-        return float(statistics.median(values)) if values else math.nan
-
-
-def least_possible(requests: int, limit: int, window: float, start: float) -> float:
-    """Seconds the fastest client would need from ``start`` (epoch seconds), given fixed windows
-    aligned to the wall clock and a full budget: ``limit`` requests in what is left of the
-    current window, then ``limit`` at the start of each next one (answers take no time)."""
-    batches = math.ceil(requests / limit)
-    if batches <= 1:
-        return 0.0
-    first_end = (math.floor(start / window) + 1) * window
-    return (first_end - start) + (batches - 2) * window
-
-
-def _f(value: float, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    return f"{value:.{digits}f}"
-
-
-def _x(value: float, digits: int = 2) -> str:
-    return "-" if math.isnan(value) else f"{value:.{digits}f}x"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+from benchmarks.report_chart import draw_chart
+from benchmarks.report_fleet import fleet_section
+from benchmarks.report_format import (
+    GOAL_CPU,
+    GOAL_SPEEDUP,
+    GOAL_WALL,
+    HEADLINE_CONCURRENCY,
+    LABELS,
+    Key,
+    _f,
+    _table,
+    _x,
+    least_possible,
+    summarize,
+)
+from benchmarks.report_format import (
+    Ratios as Ratios,
+)
+from benchmarks.report_instructions import instruction_goals, instruction_section
 
 
 def goals(
     ratio: Ratios, ops: Sequence[str], instructions: dict[str, Any] | None = None
 ) -> list[tuple[str, str, bool]]:
     """(goal, measured, met) for every goal that was measured in this run."""
-    out: list[tuple[str, str, bool]] = []
-    for row in instruction_summary(instructions or {"cases": {}}):
-        if row["case"] not in ("generate", "list", "update"):
-            continue
-        goal = (
-            f"`{row['case']}`: instructions per call ≤ {GOAL_INSTRUCTIONS}x the raw loop's"
-            " (instant server, 3-key pages)"
-        )
-        each = ", ".join(f"{r:.3f}" for r in row["ratios"])
-        measured_ = f"{row['ratio']:.3f}x"
-        if len(row["ratios"]) > 1:
-            measured_ += f" (repeats: {each})"
-        out.append((goal, measured_, row["ratio"] <= GOAL_INSTRUCTIONS))
+    out = instruction_goals(instructions)
     c = HEADLINE_CONCURRENCY
 
     def add(goal: str, key: Key, other: str, figure: str, ok: Any, digits: int = 2) -> None:
@@ -431,188 +344,6 @@ def markdown(data: dict[str, Any], chart_name: str | None, analysis: str | None)
     if analysis:
         out += ["", analysis.strip()]
     return "\n".join(out) + "\n"
-
-
-def fleet_section(scenarios: list[dict[str, Any]]) -> list[str]:
-    """The fleet scenarios (``benchmarks/fleet.py``): one budget shared through Redis."""
-    out: list[str] = []
-    gates = [s for s in scenarios if s["scenario"] == "fleet_gates"]
-    if gates:
-        g = gates[0]
-        out += ["", "## A fleet on one account", ""]
-        out.append(
-            f"{g['processes']} processes x {g['calls'] // g['processes']} named `generate`"
-            f" (32 at a time each) under {g['limit']} requests per {g['window']:g}-second window"
-            " (420, reset header only); sent and rejected summed from the processes'"
-            " `client.stats`. Least possible counted as above."
-        )
-        out.append("")
-        rows = []
-        for s in gates:
-            least = least_possible(s["calls"], s["limit"], s["window"], s["start_epoch"])
-            rows.append(
-                [
-                    s["variant"],
-                    f"{s['ok']}/{s['calls']}",
-                    _f(s["wall_s"]),
-                    _f(least),
-                    _x(s["wall_s"] / least) if least else "-",
-                    str(s["sent"]),
-                    str(s["rejected"]),
-                ]
-            )
-        header = ["gates", "succeeded", "wall s", "least possible s", "wall ÷ least"]
-        out += _table([*header, "requests sent", "rejected"], rows)
-    reserve = [s for s in scenarios if s["scenario"] == "fleet_reserve"]
-    if reserve:
-        r = reserve[0]
-        out += ["", "### The reserve", ""]
-        out.append(
-            f"A bulk `rotate_many` over {r['bulk_envs']} environments in one process, a normal"
-            " `generate` every 0.3 s in another (`max_wait` 1 s, shorter than the"
-            f" {r['window']:g}-second window), {r['limit']} requests per window, one Redis."
-            " Bulk share used: bulk requests over (windows x the bulk share of a window)."
-        )
-        out.append("")
-        out += _table(
-            [
-                "bulk_reserve",
-                "normal failed",
-                "normal p50 s",
-                "normal max s",
-                "bulk ok",
-                "bulk share used",
-                "rejected",
-            ],
-            [
-                [
-                    f"{s['bulk_reserve']:g}",
-                    f"{s['normal_failed']}/{s['normal_calls']}",
-                    _f(s["normal_p50_s"] or 0.0, 3),
-                    _f(s["normal_max_s"] or 0.0, 3),
-                    f"{s['bulk_ok']}/{s['bulk_envs']}",
-                    _f(s["bulk_share_used"]),
-                    str(s["rejected"]),
-                ]
-                for s in reserve
-            ],
-        )
-    for s in (s for s in scenarios if s["scenario"] == "fleet_throughput"):
-        out += ["", "### The shared gate's cost", ""]
-        out.append(
-            f"{s['calls']} `generate` at concurrency {s['concurrency']}, a limit too high to"
-            f" matter, median of {s['rounds']} alternating rounds: in-process"
-            f" {s['in_process_rps']:.0f}/s, shared {s['shared_rps']:.0f}/s:"
-            f" **{_x(s['shared_over_in_process'])}** the in-process gate's throughput."
-        )
-    return out
-
-
-def instruction_section(result: dict[str, Any] | None) -> list[str]:
-    """RESULTS.md's section of instructions per call (``benchmarks.instructions``)."""
-    if not result:
-        return []
-    s = result["settings"]
-    n1, n2 = s["calls"]
-    out = ["## Instructions per call (cachegrind, instant server)", ""]
-    out.append(
-        "What one call costs the client in CPU instructions, which wander far less than times"
-        " with the machine's load: each client in its own process under"
-        " `valgrind --tool=cachegrind --cache-sim=no`, against `benchmarks.canned` (an instant"
-        " server in another process, not counted), concurrency"
-        f" {s['concurrency']}, at {n1} and {n2} calls: Ir per call = (Ir({n2}) - Ir({n1})) /"
-        f" {n2 - n1}, so start-up and imports cancel (their objects frozen out of the garbage"
-        " collector before the calls, `gc.freeze()`). The whole set was measured"
-        f" {s['repeats']} time(s); *spread* is the largest (max - min) / mean of either"
-        " client over the repeats. `list-100` lists 100 keys per answer, where parsing and"
-        f" building the models dominate. {result.get('valgrind', '')}, Python"
-        f" {result.get('python', '?')}."
-    )
-    return [*out, "", *instruction_table(result), ""]
-
-
-def instruction_summary(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per case: the mean Ir/call of each client over the repeats, the ratio, the spread."""
-    out = []
-    for case, row in result["cases"].items():
-        mine, theirs = row.get("cldprov_async", []), row.get("raw", [])
-        if not mine or not theirs:
-            continue
-        ours_mean, raw_mean = statistics.fmean(mine), statistics.fmean(theirs)
-        ratios = [a / b for a, b in zip(mine, theirs, strict=False)]
-        out.append(
-            {
-                "case": case,
-                "ours": ours_mean,
-                "raw": raw_mean,
-                "ratio": ours_mean / raw_mean,
-                "ratios": ratios,
-                "spread_pct": max(_spread(mine), _spread(theirs)) * 100,
-            }
-        )
-    return out
-
-
-def _spread(values: Sequence[float]) -> float:
-    return (max(values) - min(values)) / statistics.fmean(values) if len(values) > 1 else 0.0
-
-
-def instruction_table(result: dict[str, Any]) -> list[str]:
-    """The markdown table: Ir per call of each client, ratio per repeat, spread."""
-    lines = [
-        "| case | cldprov_async Ir/call | raw loop Ir/call | ratio | each repeat | spread |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in instruction_summary(result):
-        each = ", ".join(f"{r:.3f}x" for r in row["ratios"])
-        lines.append(
-            f"| `{row['case']}` | {row['ours']:,.0f} | {row['raw']:,.0f} | {row['ratio']:.3f}x"
-            f" | {each} | {row['spread_pct']:.2f} % |"
-        )
-    return lines
-
-
-def draw_chart(data: dict[str, Any], path: Path) -> bool:
-    """Calls per second and CPU per call, per op and concurrency; False without matplotlib."""
-    try:
-        import matplotlib
-    except ImportError:
-        return False
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    summary = summarize(data["runs"])
-    ops = [op for op in data["settings"]["ops"] if any(k[0] == op for k in summary)]
-    if not ops:
-        return False
-    concs = data["settings"]["concurrency"]
-    clients = [c for c in LABELS if any(k[2] == c for k in summary)]
-    fig, axes = plt.subplots(2, len(ops), figsize=(5 * len(ops), 8), squeeze=False)
-    width = 0.8 / len(clients)
-    for col, op in enumerate(ops):
-        for row_no, (figure, title) in enumerate(
-            (("calls_per_s", "calls per second"), ("cpu_us_per_call", "client CPU µs per call"))
-        ):
-            ax = axes[row_no][col]
-            for i, client in enumerate(clients):
-                xs = [j + (i - (len(clients) - 1) / 2) * width for j in range(len(concs))]
-                ys = [summary.get((op, c, client), {}).get(figure, 0.0) for c in concs]
-                ax.bar(xs, ys, width, label=LABELS[client], color=COLORS[client])
-            ax.set_xticks(range(len(concs)), [f"c={c}" for c in concs])
-            ax.set_yscale("log")
-            ax.set_title(f"{op}: {title}")
-            ax.grid(axis="y", which="both", alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(clients), frameon=False)
-    m = data["machine"]
-    fig.suptitle(
-        f"median of {data['settings']['rounds']} round(s), log scales; {m['cpu']}, {m['cores']}"
-        " cores"
-    )
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
 
 
 def write_all(data: dict[str, Any], out: Path, *, chart: bool, analysis: Path | None) -> list[Path]:

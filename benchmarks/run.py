@@ -1,7 +1,7 @@
 """Run the benchmarks and write RESULTS.md, results.json and results.png.
 
-    PYTHONPATH=. .venv/bin/python -m benchmarks.run            # the full run (a few minutes)
-    PYTHONPATH=. .venv/bin/python -m benchmarks.run --quick --out /tmp/b   # a CI-sized smoke run
+    PYTHONPATH=. .venv/bin/python -m benchmarks run            # the full run (a few minutes)
+    PYTHONPATH=. .venv/bin/python -m benchmarks run --quick --out /tmp/b   # a CI-sized smoke run
 
 Every measurement gets a fresh fake server (``python -m cldprov_async.testing``) in its own
 process and a fresh worker process (``python -m benchmarks.worker``) for the client, so no
@@ -13,35 +13,26 @@ Nothing here asserts on times: the figures are written down, not judged.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import json
 import math
-import os
-import platform
-import re
-import resource
-import select
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks import fleet, report
-from benchmarks.worker import CLIENTS, MODULES, OPS, env_id
+from benchmarks.clients import CLIENTS, MODULES, OPS, env_id
+from benchmarks.machine import machine
+from benchmarks.servers import WorkerFailed, run_worker
+from benchmarks.settings import HERE, ROOT, SUB, env
 
-ROOT = Path(__file__).resolve().parent.parent
-HERE = Path(__file__).resolve().parent
-ACCOUNT, KEY, SECRET, SUB = "bench-account", "bench-key", "bench-secret", "sub-1"
 SCENARIOS = ("ratelimit", "rotation", "fleet")
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 #: What "import" and "import + a client ready to call" mean for each client, timed in a fresh
 #: interpreter (interpreter start-up excluded).
@@ -90,7 +81,7 @@ class Settings:
     #: Instructions per call under cachegrind (``benchmarks.instructions``): ~15 minutes.
     instructions: bool = True
     instruction_calls: list[int] = field(default_factory=lambda: [500, 1500])
-    instruction_repeats: int = 2
+    instruction_repeats: int = 1  # ratios from one run; `benchmarks instructions --repeats`
     quick: bool = False
 
     def calls_for(self, client: str, concurrency: int) -> int:
@@ -100,131 +91,6 @@ class Settings:
         if client == "classic":
             return min(calls, self.classic_calls)
         return calls
-
-
-# --- processes ----------------------------------------------------------------------------------
-
-
-def _env() -> dict[str, str]:
-    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a live process, from /proc (None where there is no /proc)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def _busy_seconds() -> float | None:
-    """CPU time the whole machine has spent busy (all cores, all processes), from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
-
-
-def _children() -> float:
-    """CPU time of the children this process has reaped."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-@dataclass
-class Server:
-    url: str
-    pid: int
-
-    def cpu(self) -> float | None:
-        return _cpu_seconds(self.pid)
-
-
-@contextmanager
-def serve(module: str, *args: str, announce: str = "CLDPROV_FAKE_URL") -> Iterator[Server]:
-    """``python -m module args`` in its own process, once it prints ``ANNOUNCE=URL``;
-    SIGTERM on the way out."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_env(),
-        cwd=ROOT,
-    )
-    assert process.stdout is not None
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], 30)
-        line = process.stdout.readline() if ready else b""
-        match = re.fullmatch(announce.encode() + rb"=(http://127\.0\.0\.1:\d+)\n", line)
-        if match is None:
-            raise RuntimeError(f"{module} did not start: {line!r}")
-        yield Server(match.group(1).decode(), process.pid)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-
-
-@contextmanager
-def fake_server(*args: str) -> Iterator[Server]:
-    """The standalone fake server (``python -m cldprov_async.testing``), fresh."""
-    credentials = ["--account-id", ACCOUNT, "--api-key", KEY, "--api-secret", SECRET]
-    with serve("cldprov_async.testing", "--port", "0", *credentials, *args) as server:
-        yield server
-
-
-class WorkerFailed(RuntimeError):
-    pass
-
-
-def run_worker(worker_args: Sequence[str], server_args: Sequence[str]) -> dict[str, Any]:
-    """Start the worker (it imports meanwhile), then a fresh server; hand it the URL."""
-    command = [sys.executable, "-m", "benchmarks.worker", *worker_args]
-    command += ["--account-id", ACCOUNT, "--api-key", KEY, "--api-secret", SECRET]
-    worker = subprocess.Popen(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_env(),
-        cwd=ROOT,
-    )
-    try:
-        with fake_server(*server_args) as server:
-            busy0, wall0 = _busy_seconds(), time.perf_counter()
-            server0, worker0, children0 = server.cpu(), _cpu_seconds(worker.pid), _children()
-            out, err = worker.communicate(input=f"{server.url}\n".encode(), timeout=900)
-            server1, children1 = server.cpu(), _children()
-            busy1, wall1 = _busy_seconds(), time.perf_counter()
-    except BaseException:
-        worker.kill()
-        worker.communicate()
-        raise
-    lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
-    if worker.returncode != 0 or not lines:
-        tail = err.decode(errors="replace").strip().splitlines()[-5:]
-        raise WorkerFailed(f"worker {' '.join(worker_args)} exited {worker.returncode}: {tail}")
-    record: dict[str, Any] = json.loads(lines[-1])
-    if server0 is not None and server1 is not None:
-        record["server_cpu_s"] = server1 - server0
-        if busy0 is not None and busy1 is not None and worker0 is not None:
-            # Whatever else ran on the machine meanwhile (other people's tests, say): the CPU
-            # busy time of the whole machine, less the server's and the worker's.
-            worker_cpu = children1 - children0 - worker0
-            other = (busy1 - busy0) - worker_cpu - (server1 - server0)
-            record["background_cores"] = max(0.0, other) / (wall1 - wall0)
-    return record
 
 
 def import_times(client: str, repeats: int) -> dict[str, float]:
@@ -240,7 +106,7 @@ def import_times(client: str, repeats: int) -> dict[str, float]:
         done = subprocess.run(
             [sys.executable, "-c", code],
             capture_output=True,
-            env=_env(),
+            env=env(),
             cwd=ROOT,
             timeout=120,
             check=True,
@@ -369,72 +235,6 @@ def run_scenarios(settings: Settings, failures: list[str]) -> list[dict[str, Any
     return records
 
 
-# --- the machine --------------------------------------------------------------------------------
-
-
-def git_state() -> str:
-    """The commit measured, and whether the library had uncommitted changes."""
-    try:
-        head = (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, cwd=ROOT, check=True
-            )
-            .stdout.decode()
-            .strip()
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "cldprov_async"],
-            capture_output=True,
-            cwd=ROOT,
-            check=True,
-        ).stdout.decode()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" + uncommitted changes in cldprov_async/" if dirty.strip() else "")
-
-
-def machine() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for dist in (
-        "aiohttp",
-        "attrs",
-        "cattrs",
-        "cloudinary-account-provisioning",
-        "httpx",
-        "pydantic",
-        "cloudinary",
-        "urllib3",
-        "matplotlib",
-    ):
-        try:
-            versions[dist] = version(dist)
-        except PackageNotFoundError:
-            versions[dist] = "not installed"
-    from cldprov_async import __version__
-
-    versions["cldprov_async"] = __version__
-    return {
-        "git": git_state(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "versions": versions,
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-
-
 # --- command line ------------------------------------------------------------------------------
 
 
@@ -461,7 +261,7 @@ def _ints(text: str) -> list[int]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.run",
+        prog="python -m benchmarks run",
         description="Benchmark cldprov_async against a raw aiohttp loop and Cloudinary's SDKs.",
     )
     p.add_argument("--calls", type=int, help="calls per measurement (default 12000)")
@@ -475,7 +275,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scenarios",
         type=_csv(SCENARIOS),
-        help="ratelimit,rotation,fleet (default) or none (`python -m benchmarks.fleet` runs"
+        help="ratelimit,rotation,fleet (default) or none (`python -m benchmarks fleet` runs"
         " the fleet ones alone)",
     )
     p.add_argument("--import-repeats", type=int, help="fresh interpreters per import timing")
@@ -601,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = {
         "machine": machine(),
         "settings": asdict(settings),
-        "command": "python -m benchmarks.run "
+        "command": "python -m benchmarks run "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "elapsed_s": elapsed,
         "imports": imports,
@@ -618,7 +418,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"wrote {path}")
     log(f"done in {elapsed:.0f} s" + (f", {len(failures)} failed" if failures else ""))
     return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,7 +13,7 @@ Reported, from one run (nothing asserted here; the tests check correctness at sm
   same command run again left exactly one new enabled key per environment and every old key
   retired, with no extra key created.
 
-Usage: ``python -m benchmarks.scale`` (5,000 environments, 400 requests per 1-second window;
+Usage: ``python -m benchmarks scale`` (5,000 environments, 400 requests per 1-second window;
 about two minutes) or ``--quick`` (CI size: seconds). Writes ``SCALE.md`` and
 ``scale.json`` into ``--out`` (default: this folder).
 """
@@ -198,7 +198,7 @@ def report(data: dict[str, Any]) -> str:
     lines = [
         "# Rotation at account scale",
         "",
-        f"One run, {data['when']}, {data['machine']}. Reproduce: `python -m benchmarks.scale"
+        f"One run, {data['when']}, {data['machine']}. Reproduce: `python -m benchmarks scale"
         f"{' --quick' if data['quick'] else ''}`.",
         "",
         f"`cldprov-async rotate --all --jsonl` over {full['environments']:,} product environments"
@@ -257,7 +257,3 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "SCALE.md").write_text(report(data))
     print(report(data))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,7 +21,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RetryConfig
 from ._gate import backoff
 from ._operation import Operations, Priority, call_options, segment
-from ._session import Session
+from ._session import Query, Session
 from .errors import (
     APIError,
     CldProvisioningError,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ._keycache import KeyCache
     from ._product_environments import ProductEnvironmentOperations
 
-#: Paths kept per client (``_keys_path``); past this the cache starts over.
+#: Paths and list queries kept per client; past this many a cache starts over.
 _PATH_CACHE_SIZE = 1024
 #: How much older than our first attempt a key found by name after a 409 may look and
 #: still be ours (clock skew between this machine and the server).
@@ -69,6 +69,7 @@ class AccessKeyOperations(Operations):
     def __init__(self, session: Session, account_id: str) -> None:
         super().__init__(session, account_id)
         self._paths: dict[str, str] = {}  # sub_account_id -> its keys' path (bounded)
+        self._queries: dict[tuple[tuple[str, Any], ...], tuple[str, Query]] = {}  # (bounded)
 
     # -- the five operations ---------------------------------------------------------------
 
@@ -82,24 +83,7 @@ class AccessKeyOperations(Operations):
         priority: Priority = "normal",
     ) -> AccessKeysResponse:
         """Keys of one product environment; all of them unless ``page``/``page_size`` is set."""
-        if type(request) is dict and len(request) == 1 and "sub_account_id" in request:
-            # The common call, all keys of one environment: no model to build, no query
-            # (the id is checked by _keys_path, with the same message).
-            sub_account_id = request["sub_account_id"]
-            params: dict[str, str] | None = None
-        else:
-            req = coerce_request(GetAccessKeysRequest, request, "request")
-            sub_account_id = req.sub_account_id
-            params = {
-                k: str(v)
-                for k, v in (
-                    ("page_size", req.page_size),
-                    ("page", req.page),
-                    ("sort_by", req.sort_by),
-                    ("sort_order", req.sort_order),
-                )
-                if v is not None
-            }
+        sub_account_id, params = self._list_query(request)
         path = self._keys_path(sub_account_id)
         if retries is None and timeout_ms is None and http_headers is None and priority == "normal":
             opts = None  # the common call: the defaults, nothing to check or pass
@@ -133,32 +117,21 @@ class AccessKeyOperations(Operations):
         path = self._keys_path(sub_account_id)
         # One span for the whole call, its resolution by name included.
         scope = telemetry.start(_GENERATE, sub_account_id)
+        started = time.time()
         try:
-            key = await self._generate(sub_account_id, path, body, opts)
+            try:
+                key = await self._call(
+                    "POST", path, AccessKey, operation=_GENERATE, body=body, **opts
+                )
+            except (OutcomeUnknownError, APIError) as exc:
+                if not _outcome_unknown(exc):
+                    raise
+                key = await self._resolve_generate(sub_account_id, body, started, exc, opts)
         except BaseException as exc:
             telemetry.finish(scope, exc)
             raise
         telemetry.finish(scope, None)
         return key
-
-    async def _generate(
-        self, sub_account_id: str, path: str, body: AccessKeyRequest, opts: Mapping[str, Any]
-    ) -> AccessKey:
-        started = time.time()
-        try:
-            return await self._call("POST", path, AccessKey, operation=_GENERATE, body=body, **opts)
-        except (OutcomeUnknownError, APIError) as exc:
-            if not _outcome_unknown(exc):
-                raise
-            if body.name is None:
-                raise OutcomeUnknownError(
-                    "generate may or may not have created a key, and without a name it cannot"
-                    " be looked up; list the keys before trying again",
-                    status_code=exc.status_code,
-                    method="POST",
-                    path=exc.path,
-                ) from exc
-            return await self._resolve_generate(sub_account_id, body, started, exc, opts)
 
     async def update(
         self,
@@ -207,7 +180,7 @@ class AccessKeyOperations(Operations):
             SuccessResponse,
             operation="access_keys.delete_by_name",
             sub_account_id=sub_account_id,
-            params={"name": name},
+            params=(("name", name),),
             **opts,
         )
 
@@ -233,7 +206,34 @@ class AccessKeyOperations(Operations):
             **opts,
         )
 
-    # -- paths and generate's resolution ---------------------------------------------------
+    # -- requests, paths and generate's resolution ------------------------------------------
+
+    def _list_query(self, request: GetAccessKeysRequest | Mapping[str, Any]) -> tuple[str, Query]:
+        """``list``'s environment and query, checked through the model. A plain mapping whose
+        values are all text (ids, enum values) is checked once per client: its result is kept."""
+        key: tuple[tuple[str, Any], ...] | None = None
+        if type(request) is dict:
+            key = tuple(request.items())
+            try:
+                known = self._queries.get(key)
+            except TypeError:  # an unhashable value: the model says what is wrong with it
+                known, key = None, None
+            if known is not None:
+                return known
+        req = coerce_request(GetAccessKeysRequest, request, "request")
+        fields = (
+            ("page_size", req.page_size),
+            ("page", req.page),
+            ("sort_by", req.sort_by),
+            ("sort_order", req.sort_order),
+        )
+        known = req.sub_account_id, tuple((k, str(v)) for k, v in fields if v is not None)
+        if key is not None and all(type(v) is str for _, v in key):
+            # Equal text gives an equal result, whatever its type (an enum member, say).
+            if len(self._queries) >= _PATH_CACHE_SIZE:
+                self._queries.clear()
+            self._queries[key] = known
+        return known
 
     def _keys_path(self, sub_account_id: str) -> str:
         """The keys' path of an environment; checked and encoded once per id (cached)."""
@@ -255,10 +255,18 @@ class AccessKeyOperations(Operations):
         sub_account_id: str,
         body: AccessKeyRequest,
         started: float,
-        first: Exception,
+        first: CldProvisioningError,
         opts: Mapping[str, Any],
     ) -> AccessKey:
         """Find out whether an unanswered generate created its (named) key; never create two."""
+        if body.name is None:
+            raise OutcomeUnknownError(
+                "generate may or may not have created a key, and without a name it cannot"
+                " be looked up; list the keys before trying again",
+                status_code=first.status_code,
+                method="POST",
+                path=first.path,
+            ) from first
         retry: RetryConfig = opts["retries"] or self.default_retry
         path = self._keys_path(sub_account_id)
         last: Exception = first

@@ -33,7 +33,7 @@ from typing import Protocol
 from attrs import define
 
 from ._config import RetryConfig
-from ._snapshot import RateLimit, parse_rate_limit, retry_after_seconds
+from ._snapshot import RateLimit, Said, parse_budget, parse_rate_limit, retry_after_seconds
 from ._telemetry import log_extra
 from .errors import RateLimitedError
 
@@ -127,7 +127,10 @@ class RateLimiter:
         bulk_reserve: float = 0.0,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.snapshot: RateLimit | None = None
+        self._said: Said | None = None  # the last answer's budget, as parsed
+        self._snapshot: RateLimit | None = None  # ... as a RateLimit, once asked for
+        self._reset_said: datetime | None = None  # the last reset date seen ...
+        self._reset_loop = 0.0  # ... in loop time
         #: The wall clock the server's reset dates are read against (the client's clock).
         self.wall = wall
         self.stats = RateLimitStats()
@@ -143,6 +146,13 @@ class RateLimiter:
         self._waiters: deque[tuple[asyncio.Future[None], float]] = deque()  # (fut, deadline)
         self._bulk_waiters: deque[tuple[asyncio.Future[None], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def snapshot(self) -> RateLimit | None:
+        """What the server last said; built when asked for (most answers never are)."""
+        if self._snapshot is None and self._said is not None:
+            self._snapshot = RateLimit(*self._said)
+        return self._snapshot
 
     # -- permits ---------------------------------------------------------------------------
 
@@ -332,28 +342,32 @@ class RateLimiter:
     def on_answer(self, headers: Mapping[str, str] | None, status: int = 0) -> None:
         """An attempt finished: with the response's status and headers, or None if it failed."""
         self._in_flight -= 1
-        seen = parse_rate_limit(headers) if headers is not None else None
-        if seen is not None:
-            self._learn(seen)
+        said = parse_budget(headers) if headers is not None else None
+        if said is not None:
+            self._learn(said)
         elif status < 500 and status not in RATE_LIMITED and self._limit is None:
             self._unlimited = headers is not None  # this server does not announce a budget
         if self._waiters or self._bulk_waiters:
             self._wake(jitter=False)
 
-    def _learn(self, seen: RateLimit) -> None:
+    def _learn(self, said: Said) -> None:
         loop_now = asyncio.get_running_loop().time()
-        self.snapshot = seen
+        self._said, self._snapshot = said, None
+        limit, remaining, reset_at = said
         self._unlimited = False
-        if seen.limit is not None:
-            self._limit = seen.limit
+        if limit is not None:
+            self._limit = limit
         reset: float | None = None
-        if seen.reset_at is not None:
-            reset = loop_now + (seen.reset_at.timestamp() - self.wall()) + RESET_MARGIN
+        if reset_at is not None:
+            if reset_at is not self._reset_said:  # a new window's date: to loop time, once
+                self._reset_said = reset_at
+                self._reset_loop = loop_now + (reset_at.timestamp() - self.wall()) + RESET_MARGIN
+            reset = self._reset_loop
             if reset <= loop_now:
                 return  # an answer from a window that has already ended
-        if seen.remaining is None:
+        if remaining is None:
             return
-        fresh = max(0, seen.remaining - self._in_flight)
+        fresh = max(0, remaining - self._in_flight)
         if reset is not None and (self._reset is None or reset > self._reset + 0.5):
             if self._reset is not None and reset - self._reset < 3600:
                 self._window = reset - self._reset

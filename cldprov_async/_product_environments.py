@@ -97,7 +97,7 @@ class ProductEnvironmentOperations(Operations):
             path,
             ProductEnvironmentsResponse,
             operation="product_environments.list",
-            params=query,
+            params=tuple(query),
             max_bytes=self.max_listing_bytes,
             **opts,
         )

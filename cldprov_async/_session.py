@@ -19,7 +19,7 @@ import contextlib
 import json
 import platform
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -41,6 +41,8 @@ from ._version import __version__
 from .errors import CldProvisioningError, from_response
 
 T = TypeVar("T")
+#: A query: (name, value) pairs in the order sent (hashable, so its URL can be kept).
+Query = tuple[tuple[str, str], ...]
 USER_AGENT = (
     f"cldprov-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 )
@@ -48,7 +50,7 @@ _NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
 _NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
 
 
-#: Request URLs kept per path (a client talks to few paths; cleared when this many).
+#: Request URLs kept per path and query (a client talks to few; cleared when this many).
 _URL_CACHE_SIZE = 1024
 
 
@@ -87,7 +89,7 @@ class Session:
             "User-Agent": USER_AGENT,
         }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
-        self._urls: dict[str, URL] = {}
+        self._urls: dict[str | tuple[str, Query], URL] = {}
 
     @property
     def closed(self) -> bool:
@@ -115,7 +117,7 @@ class Session:
         *,
         operation: str,
         sub_account_id: str | None = None,
-        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        params: Query = (),
         body: object = None,
         retries: RetryConfig | None = None,
         timeout_ms: float | None = None,
@@ -125,7 +127,8 @@ class Session:
     ) -> T:
         """One call of ``operation``, named as called (``access_keys.list``): one span.
 
-        ``max_bytes`` overrides the client's response cap for this call.
+        ``params`` is the query, as pairs in the order sent; ``max_bytes`` overrides the
+        client's response cap for this call.
         """
         scope = telemetry.start(operation, sub_account_id)
         try:
@@ -146,15 +149,17 @@ class Session:
             headers: Mapping[str, str] = self._headers if data is None else self._json_headers
             if http_headers:
                 headers = {**headers, **http_headers}
-            url = self._urls.get(path)
+            # A URL built once per path and query: yarl parses and aiohttp reads each new one.
+            # Only listings repeat their queries; a delete by name names a new key each time.
+            where = (path, params) if params else path
+            url = self._urls.get(where)
             if url is None:
-                if len(self._urls) >= _URL_CACHE_SIZE:
-                    self._urls.clear()
-                url = self._urls[path] = self.base_url.with_path(
-                    self._base_path + path, encoded=True
-                )
-            if params:
-                url = url.with_query(params)
+                url = self.base_url.with_path(self._base_path + path, encoded=True)
+                url = url.with_query(params) if params else url
+                if not params or method == "GET":
+                    if len(self._urls) >= _URL_CACHE_SIZE:
+                        self._urls.clear()
+                    self._urls[where] = url
             extra: Mapping[str, Any] = _NO_EXTRA
             if self._borrowed is not None:
                 # A borrowed session has its own middlewares and timeout; use ours for our calls.

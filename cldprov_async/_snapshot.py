@@ -50,17 +50,38 @@ def _date(raw: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def parse_rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
-    """The X-FeatureRateLimit-* headers; garbage in a header counts as that header missing."""
+#: (limit, remaining, reset_at) as a server said them; any may be None.
+Said = tuple[int | None, int | None, datetime | None]
+
+
+def parse_budget(headers: Mapping[str, str]) -> Said | None:
+    """The X-FeatureRateLimit-* headers; garbage in a header counts as that header missing.
+
+    None when the answer says nothing of a budget. The gate calls this on every answer, so
+    the usual one (two numbers, a date seen before) takes no further Python call.
+    """
     raw_limit, raw_remaining = headers.get(_H_LIMIT), headers.get(_H_REMAINING)
     raw_reset = headers.get(_H_RESET)
     if raw_limit is None and raw_remaining is None and not raw_reset:
         return None  # a server that does not announce a budget: every answer, cheaply
-    limit, remaining = _int_header(raw_limit), _int_header(raw_remaining)
+    try:
+        limit: int | None = int(raw_limit)  # type: ignore[arg-type]
+        remaining: int | None = int(raw_remaining)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        limit, remaining = _int_header(raw_limit), _int_header(raw_remaining)
+    else:
+        if limit < 0 or remaining < 0:  # type: ignore[operator]
+            limit, remaining = _int_header(raw_limit), _int_header(raw_remaining)
     reset_at = _date(raw_reset)
     if limit is None and remaining is None and reset_at is None:
         return None
-    return RateLimit(limit, remaining, reset_at)
+    return limit, remaining, reset_at
+
+
+def parse_rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
+    """The X-FeatureRateLimit-* headers as a ``RateLimit`` (see ``parse_budget``)."""
+    said = parse_budget(headers)
+    return None if said is None else RateLimit(*said)
 
 
 def retry_after_seconds(headers: Mapping[str, str], now_wall: float) -> float | None:

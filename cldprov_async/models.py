@@ -79,8 +79,9 @@ def _coerce_enum(enum_cls: type[E], value: object, param: str) -> E | None:
     if value is None or isinstance(value, enum_cls):
         return value
     if isinstance(value, str):
-        if value in enum_cls._value2member_map_:
-            return enum_cls(value)
+        member = enum_cls._value2member_map_.get(value)  # what enum_cls(value) looks up
+        if member is not None:
+            return member  # type: ignore[return-value]
         allowed = ", ".join(repr(m.value) for m in enum_cls)
         raise ValueError(f"{param} must be one of {allowed}, not {value!r}")
     raise TypeError(f"{param} must be a {enum_cls.__name__} or str, not {type(value).__name__}")

@@ -1,6 +1,15 @@
-"""Shared fixtures: a scriptable recording HTTP server on 127.0.0.1.
+"""Shared fixtures: a scriptable recording HTTP server on 127.0.0.1. And the suite's order.
 
 (aioresponses comes from the installed plugin's ``cldprov_aioresponses`` fixture.)
+
+The suite runs on parallel workers (pytest-xdist, ``addopts`` in pyproject.toml), so every
+test is independent: servers on port 0 (or a port checked to be this test's own), files
+under ``tmp_path``, nothing written to the repository. A test that takes seconds is marked
+``@pytest.mark.slow`` (or its module, with ``pytestmark``); slow tests are collected first,
+so the workers start the longest ones at once instead of finding one last at the end.
+A module's tests run on one worker (``--dist loadfile``), so a module-scoped fixture (the
+built wheel, OpenTelemetry's global providers) is set up once. (``--dist loadgroup`` with
+``xdist_group`` marks did not keep a group together with pytest 9 and xdist 3.8 here.)
 """
 
 from __future__ import annotations
@@ -25,6 +34,11 @@ def _private_cache_home(
     """Every test (and every process it starts) gets its own XDG cache directory: the key
     cache never reaches the real home, and parallel tests never share one."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (a stable sort: otherwise the order stays as collected)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 # --- the recording server -----------------------------------------------------------------------

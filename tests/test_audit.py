@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.fleet import redis_server as redis_url_server
+from benchmarks.servers import redis_server as redis_url_server
 from cldprov_async import AuditReport, AuditRow, CldProvisioning, RetryConfig
 from cldprov_async.testing import FakeProvisioningServer
 

@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -16,7 +20,7 @@ def test_scale_benchmark_runs_at_a_small_size(tmp_path: Path) -> None:
     paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     args = ["--quick", "--environments", "60", "--limit", "100", "--seed", "7"]
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scale", *args, "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks", "scale", *args, "--out", str(tmp_path)],
         capture_output=True,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},

@@ -272,6 +272,7 @@ def test_rotate_with_an_unknown_sub_account(server: FakeProvisioningServer) -> N
     assert server.keys("sub-3") == old["sub-3"]
 
 
+@pytest.mark.slow
 def test_rotate_prints_the_secret_of_a_key_created_before_a_failure(
     server: FakeProvisioningServer,
 ) -> None:
@@ -336,6 +337,7 @@ def test_rotate_draws_a_live_bar_on_a_terminal(server: FakeProvisioningServer) -
 # -- demo ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo() -> None:
     started = time.monotonic()
     result = cli("demo", account_url=None)

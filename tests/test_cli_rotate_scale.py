@@ -20,6 +20,8 @@ import pytest
 
 from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT_URL = "account://fake-key:fake-secret@fake-account"
 LISTING = "/v1_1/provisioning/accounts/fake-account/sub_accounts"
@@ -230,12 +232,23 @@ def check_exactly_one_new_key(server: FakeProvisioningServer, n: int, name: str)
     assert server.keys_created == n
 
 
+#: Run a command with SIGINT at its default, as from a terminal: a suite started in the
+#: background (nohup, `&`) passes SIGINT on ignored, and a process that inherits it ignored
+#: rightly keeps ignoring it. (exec keeps the pid, so the test signals the command itself.)
+AS_FROM_A_TERMINAL = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL);"
+    " os.execv(sys.argv[1], sys.argv[1:])",
+]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_cleanly_and_says_how_to_resume(signum: signal.Signals) -> None:
     server = many_environments(40, limit=20)
     with server.run_in_thread():
         proc = subprocess.Popen(
-            command(server, "--all", "--name", "term", "--jsonl"),
+            [*AS_FROM_A_TERMINAL, *command(server, "--all", "--name", "term", "--jsonl")],
             env=environ(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

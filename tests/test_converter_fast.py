@@ -1,22 +1,29 @@
-"""The fast structure path gives what the detailed one gives: the same model, the same error.
+"""The fast structure path gives what the converter gives: the same model, the same error.
 
-``structure`` tries hooks generated without detailed validation first and re-runs the
-detailed hook on failure. Here every outcome is compared with the detailed hook alone
-(``converter.structure``), over hand-picked and generated bodies.
+``structure`` tries a hand-written builder first (``_FAST``) and takes the converter's own
+hook when it raises. Here each builder is shown to read every field of its model, and every
+outcome is compared with the converter alone (``converter.structure``), over hand-picked and
+generated bodies.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import cattrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from samples import MAIN_KEY
 
-from cldprov_async import AccessKey, AccessKeysResponse, ResponseValidationError
+from cldprov_async import AccessKey, AccessKeysResponse, ResponseValidationError, SuccessResponse
 from cldprov_async._converter import _FAST, converter, structure
+from cldprov_async.models import (
+    ProductEnvironment,
+    ProductEnvironmentAccessKey,
+    ProductEnvironmentsResponse,
+)
 
 
 def _detailed(data: Any, cls: type) -> object:
@@ -93,17 +100,89 @@ def test_a_listing_fast_or_detailed_is_the_same(body: dict[str, Any]) -> None:
     _same(body, AccessKeysResponse)
 
 
+ENV_KEY = {"key": "k1", "enabled": True, "secret": "s1"}
+ENV = {
+    "id": "e1",
+    "name": "env",
+    "cloud_name": "cloud",
+    "enabled": True,
+    "created_at": "2022-03-15T11:44:48Z",
+    "updated_at": "2023-08-10T09:23:45+02:00",
+    "api_access_keys": [ENV_KEY],
+}
+#: Per model built by hand: two usual JSON values for each of its fields. The first ones make
+#: the base body; the second, put in one at a time, must change that field and only it.
+FIELDS: dict[type, dict[str, tuple[Any, Any]]] = {
+    AccessKey: {
+        "name": ("a", "b"),
+        "api_key": ("1", "2"),
+        "created_at": ("2022-03-15T11:44:48Z", "2022-03-15T11:44:48.5+05:30"),
+        "updated_at": ("2023-08-10T09:23:45Z", "2024-01-01T00:00:00Z"),
+        "enabled": (True, False),
+        "api_secret": ("s", None),
+        "dedicated_for": ([], ["webhooks"]),
+    },
+    AccessKeysResponse: {
+        "access_keys": ([MAIN_KEY], [MAIN_KEY, _key(name="b")]),
+        "total": (1, None),
+    },
+    SuccessResponse: {"message": ("ok", "deleted")},
+    ProductEnvironmentAccessKey: {
+        "key": ("k1", "k2"),
+        "enabled": (True, False),
+        "secret": ("s1", None),
+    },
+    ProductEnvironment: {
+        "id": ("e1", "e2"),
+        "name": ("env", ""),
+        "cloud_name": ("cloud", "other"),
+        "enabled": (True, False),
+        "created_at": ("2022-03-15T11:44:48Z", None),
+        "updated_at": (None, "2023-08-10T09:23:45+02:00"),
+        "api_access_keys": ([ENV_KEY], [ENV_KEY, {**ENV_KEY, "key": "k2", "secret": None}]),
+    },
+    ProductEnvironmentsResponse: {"sub_accounts": ([ENV], [ENV, {**ENV, "id": "e2"}])},
+}
+
+
+def test_every_model_built_by_hand_has_samples_for_every_field() -> None:
+    assert set(_FAST) == set(FIELDS)
+    for cls, samples in FIELDS.items():
+        assert set(samples) == {f.name for f in attrs.fields(cls)}, cls.__name__
+
+
+@pytest.mark.parametrize(
+    ("cls", "name"), [(cls, name) for cls, samples in FIELDS.items() for name in samples]
+)
+def test_the_hand_path_reads_each_field_as_the_converter_does(cls: type, name: str) -> None:
+    """Each field, changed alone, changes the hand-built model as it changes the converter's:
+    a field the builder forgot, or took from the wrong key, fails here."""
+    base = {field: values[0] for field, values in FIELDS[cls].items()}
+    changed = {**base, name: FIELDS[cls][name][1]}
+    for body in (base, changed, {**changed, "unknown": {"nested": [1]}}):
+        assert _FAST[cls](body) == converter.structure(body, cls)  # no fallback: usual bodies
+    before, after = _FAST[cls](base), _FAST[cls](changed)
+    differs = [
+        f.name for f in attrs.fields(cls) if getattr(before, f.name) != getattr(after, f.name)
+    ]
+    assert differs == [name]
+
+
+def test_left_out_fields_take_the_models_defaults() -> None:
+    for cls, samples in FIELDS.items():
+        required = {f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING}
+        body = {name: values[0] for name, values in samples.items() if name in required}
+        assert _FAST[cls](body) == converter.structure(body, cls)
+
+
 def test_the_fast_path_is_taken_and_the_detailed_one_words_the_error() -> None:
-    """Not a check that cannot fail: the fast hooks exist, and a bad second key's error
-    names its index and field, as the detailed hooks word it."""
-    assert set(_FAST) == {AccessKey, AccessKeysResponse}
+    """Not a check that cannot fail: a usual listing is built by hand, and a bad second key's
+    error names its index and field, as the converter's detailed hooks word it."""
     good = {"access_keys": [_key()], "total": 1}
-    assert _FAST[AccessKeysResponse](good, AccessKeysResponse) == converter.structure(
-        good, AccessKeysResponse
-    )
+    assert _FAST[AccessKeysResponse](good) == converter.structure(good, AccessKeysResponse)
     bad = {"access_keys": [_key(), _key(enabled="VALUE")]}
     with pytest.raises(Exception):  # noqa: B017 - any failure sends it to the detailed hook
-        _FAST[AccessKeysResponse](bad, AccessKeysResponse)
+        _FAST[AccessKeysResponse](bad)
     text = _ours(bad, AccessKeysResponse)
     assert isinstance(text, str)
     assert "access_keys[1].enabled" in text and "VALUE" not in text
@@ -124,6 +203,7 @@ KEYS = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(KEYS)
 def test_generated_keys_fast_or_detailed_are_the_same(body: dict[str, Any]) -> None:
@@ -137,3 +217,40 @@ def test_generated_listings_fast_or_detailed_are_the_same(keys: list[Any], total
     if total is not None:
         body["total"] = total
     _same(body, AccessKeysResponse)
+
+
+ENV_KEYS = st.builds(
+    lambda changes: {**ENV_KEY, **changes},
+    st.dictionaries(st.sampled_from([*ENV_KEY, "other"]), VALUES, max_size=2),
+)
+ENVS = st.builds(
+    lambda changes: {**ENV, **changes},
+    st.dictionaries(
+        st.sampled_from([*ENV, "other"]),
+        VALUES | st.lists(ENV_KEYS | VALUES, max_size=2),
+        max_size=3,
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ENVS | VALUES, max_size=3))
+def test_generated_environment_listings_fast_or_detailed_are_the_same(envs: list[Any]) -> None:
+    _same({"sub_accounts": envs}, ProductEnvironmentsResponse)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from(["message", "other"]), VALUES, max_size=2))
+def test_generated_success_answers_fast_or_detailed_are_the_same(body: dict[str, Any]) -> None:
+    _same(body, SuccessResponse)
+
+
+def test_items_built_slot_by_slot_have_an_init_that_only_sets_their_slots() -> None:
+    """``_key_by_hand`` and the environment builders skip ``__init__``: safe only while it
+    does nothing but set each field (no validator, converter, factory or hook)."""
+    for cls in (AccessKey, ProductEnvironment, ProductEnvironmentAccessKey):
+        assert not hasattr(cls, "__attrs_pre_init__") and not hasattr(cls, "__attrs_post_init__")
+        assert "__dict__" not in dir(cls)  # slotted: every field is a slot
+        for f in attrs.fields(cls):
+            assert (f.validator, f.converter, f.init) == (None, None, True), f.name
+            assert not isinstance(f.default, attrs.Factory), f.name  # type: ignore[arg-type]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from urllib.parse import quote
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cldprov_async import RetryConfig
+from cldprov_async import GetAccessKeysRequest, RetryConfig, SortBy, SortOrder
+from cldprov_async._access_keys import AccessKeyOperations
 from cldprov_async._operation import call_options, segment
 
 
@@ -54,3 +55,49 @@ def test_default_call_options_are_shared_and_read_only() -> None:
     }
     with pytest.raises(ValueError, match="priority"):
         call_options(None, None, None, "urgent")  # type: ignore[arg-type]
+
+
+def _operations() -> AccessKeyOperations:
+    return AccessKeyOperations(SimpleNamespace(call=None), "acc")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"sub_account_id": "env"},
+        {"sub_account_id": "env", "sort_by": "created_at"},
+        {"sub_account_id": "env", "sort_by": SortBy.NAME, "sort_order": "asc"},
+        {"sub_account_id": "env", "page": 2, "page_size": 10},
+        {"sub_account_id": "env", "sort_order": SortOrder.DESC, "page": 1},
+    ],
+)
+def test_lists_query_kept_or_not_is_what_the_model_gives(request_: dict[str, object]) -> None:
+    ops = _operations()
+    req = GetAccessKeysRequest(**request_)  # type: ignore[arg-type]
+    fields: tuple[tuple[str, object], ...] = (("page_size", req.page_size), ("page", req.page))
+    fields += (("sort_by", req.sort_by), ("sort_order", req.sort_order))
+    want = (req.sub_account_id, tuple((k, str(v)) for k, v in fields if v is not None))
+    assert ops._list_query(request_) == want  # built through the model
+    assert ops._list_query(dict(request_)) == want  # kept, if all its values were text
+    assert ops._list_query(req) == want
+    kept = all(type(v) is str for v in request_.values())  # an enum member: not kept
+    assert (tuple(request_.items()) in ops._queries) == kept
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ({"sub_account_id": "env", "sort_by": "size"}, ValueError),
+        ({"sub_account_id": 5}, TypeError),
+        ({"sub_account_id": "env", "page": True}, TypeError),
+        ({"sub_account_id": "env", "page": [1]}, TypeError),
+        ({"sub_account_id": "env", "other": "x"}, TypeError),
+    ],
+)
+def test_a_bad_list_request_fails_every_time(bad: dict[str, object], error: type) -> None:
+    ops = _operations()
+    ops._list_query({"sub_account_id": "env", "page": 1})
+    for _ in range(2):
+        with pytest.raises(error):
+            ops._list_query(bad)
+    assert len(ops._queries) == 0  # neither the int page nor a bad request was kept

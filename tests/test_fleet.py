@@ -23,9 +23,11 @@ from typing import Any
 import pytest
 import redis
 
-from benchmarks.fleet import redis_command
+from benchmarks.servers import redis_command
 from cldprov_async import CldProvisioning, RateLimitedError, RetryConfig
 from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
+
+pytestmark = pytest.mark.slow
 
 WORKER = str(Path(__file__).parent.parent / "benchmarks" / "fleet_worker.py")
 SECRET = "fleet-secret-zz9"
@@ -38,28 +40,41 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A real redis-server on a free loopback port, persistence off."""
+    """A real redis-server on a free loopback port, persistence off.
+
+    Tests run in parallel: a port found free may be taken before redis-server binds it, so
+    the server is known ready only when the one answering is this process, else it starts
+    again on another port.
+    """
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.port = 0
+        self.url = ""
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            redis_command(self.port),
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        for _ in range(200):
+        """Start on a free port; started again (after ``stop``), on the same port."""
+        restart = self.port != 0
+        for _ in range(1 if restart else 5):
+            if not restart:
+                self.port = free_port()
+                self.url = f"redis://127.0.0.1:{self.port}/0"
+            self.proc = proc = subprocess.Popen(redis_command(self.port), stdout=subprocess.DEVNULL)
+            client = redis.Redis(port=self.port)
             try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        else:
-            raise RuntimeError("redis-server did not start")
-        client.close()
+                for _ in range(500):
+                    if proc.poll() is not None:
+                        break  # it could not bind the port: another one
+                    try:
+                        if client.info("server")["process_id"] == proc.pid:
+                            return
+                    except redis.ConnectionError:
+                        pass
+                    time.sleep(0.02)
+            finally:
+                client.close()
+            self.stop()
+        raise RuntimeError("redis-server did not start")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:

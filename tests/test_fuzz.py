@@ -11,6 +11,7 @@ import contextlib
 import json
 from typing import Any
 
+import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -84,6 +85,7 @@ async def _call(client: CldProvisioning, op: str) -> object:
     return await keys.delete("s", "1")
 
 
+@pytest.mark.slow
 def test_any_answer_yields_a_model_or_a_library_error() -> None:
     current: dict[str, Any] = {}
 

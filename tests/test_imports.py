@@ -1,4 +1,5 @@
-"""The package's import graph: no cycles, imports flowing one way, no module over 500 lines.
+"""The import graphs of the package and of ``benchmarks/``: no cycles, imports flowing one way
+(each its own layers), no module over 500 lines.
 
 The graph is read with ``ast``, so it counts every import: at module level, under
 ``TYPE_CHECKING`` and inside functions. Importing ``pkg.sub`` also runs ``pkg/__init__``, so
@@ -16,6 +17,7 @@ import pytest
 import cldprov_async
 
 ROOT = Path(cldprov_async.__file__).parent
+BENCHMARKS = ROOT.parent / "benchmarks"
 MAX_LINES = 500
 
 #: The layers, top to bottom. A module may import its own layer's modules or lower ones,
@@ -58,6 +60,32 @@ LAYERS: list[set[str]] = [
         "cldprov_async._clock",
     },
 ]
+
+
+#: benchmarks/, top to bottom: the one entry point, the runners (a new benchmark is one more
+#: runner, in the third layer), the child processes, the report, and the shared pieces
+#: (servers, clients, settings) that runners import and that never import a runner.
+BENCHMARK_LAYERS: list[set[str]] = [
+    {"benchmarks.__main__"},
+    {"benchmarks.run"},
+    {
+        "benchmarks.instruction_parts",
+        "benchmarks.fleet",
+        "benchmarks.scale",
+        "benchmarks.profile",
+        "benchmarks.key_cache",
+    },
+    {"benchmarks.instructions"},
+    {"benchmarks.micro"},
+    {"benchmarks.worker", "benchmarks.fleet_worker"},
+    {"benchmarks.report"},
+    {"benchmarks.report_chart", "benchmarks.report_fleet", "benchmarks.report_instructions"},
+    {"benchmarks.report_format"},
+    {"benchmarks.machine", "benchmarks.servers", "benchmarks.timing"},
+    {"benchmarks.clients", "benchmarks.plain", "benchmarks.canned"},
+    {"benchmarks.settings", "benchmarks"},
+]
+TREES = [(ROOT, LAYERS), (BENCHMARKS, BENCHMARK_LAYERS)]
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -142,36 +170,47 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def layer_of(module: str) -> int:
+def layer_of(module: str, layers: list[set[str]] = LAYERS) -> int:
     """The layer of a module, or of the sub-package that holds it (``_cli``, ``testing``)."""
-    for depth, layer in enumerate(LAYERS):
+    top = module.partition(".")[0]
+    for depth, layer in enumerate(layers):
         for entry in layer:
-            if module == entry or (entry != "cldprov_async" and module.startswith(entry + ".")):
+            if module == entry or (entry != top and module.startswith(entry + ".")):
                 return depth
-    raise AssertionError(f"{module} is in no layer: add it to LAYERS in {__file__}")
+    raise AssertionError(f"{module} is in no layer: add it to the layers in {__file__}")
 
 
-def test_the_package_has_no_import_cycle() -> None:
-    assert cycles(import_graph(ROOT)) == []
+@pytest.mark.parametrize(("root", "layers"), TREES, ids=["cldprov_async", "benchmarks"])
+def test_no_import_cycle(root: Path, layers: list[set[str]]) -> None:
+    assert cycles(import_graph(root)) == []
 
 
-def test_imports_flow_down_the_layers() -> None:
+@pytest.mark.parametrize(("root", "layers"), TREES, ids=["cldprov_async", "benchmarks"])
+def test_imports_flow_down_the_layers(root: Path, layers: list[set[str]]) -> None:
+    graph = import_graph(root)
+    assert len(graph) > 10  # the tree was read
     upward = [
         f"{module} imports {target}"
-        for module, targets in sorted(import_graph(ROOT).items())
+        for module, targets in sorted(graph.items())
         for target in sorted(targets)
-        if layer_of(target) < layer_of(module)
+        if layer_of(target, layers) < layer_of(module, layers)
     ]
     assert upward == []
 
 
-def test_no_module_is_over_500_lines() -> None:
+@pytest.mark.parametrize(("root", "layers"), TREES, ids=["cldprov_async", "benchmarks"])
+def test_no_module_is_over_500_lines(root: Path, layers: list[set[str]]) -> None:
     long = {
-        str(p.relative_to(ROOT)): n
-        for p in ROOT.rglob("*.py")
+        str(p.relative_to(root)): n
+        for p in root.rglob("*.py")
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def test_every_benchmark_module_has_a_layer() -> None:
+    for module in import_graph(BENCHMARKS):
+        layer_of(module, BENCHMARK_LAYERS)  # raises for a module in no layer
 
 
 def _write(root: Path, rel: str, text: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 
-from benchmarks.fleet import redis_server as redis_url_server
+from benchmarks.servers import redis_server as redis_url_server
 from cldprov_async import CldProvisioning, Security
 from cldprov_async._fleet import parse
 from cldprov_async._keycache import (

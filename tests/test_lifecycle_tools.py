@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 import redis
 
-from benchmarks.fleet import redis_server as run_redis
+from benchmarks.servers import redis_server as run_redis
 from cldprov_async import (
     AccessKey,
     HandOffError,

@@ -124,6 +124,7 @@ async def test_a_failed_rotation_record_carries_its_facts(
     assert vars(record)["cldprov_sub_account_id"] == "no-such-env"
 
 
+@pytest.mark.slow
 async def test_every_record_the_library_logs_has_structured_facts(
     captured: list[logging.LogRecord],
 ) -> None:

@@ -196,6 +196,7 @@ async def test_listing_obeys_the_rate_limit_and_faults() -> None:
     assert all(e.route == "list_product_environments" for e in server.journal)
 
 
+@pytest.mark.slow
 async def test_a_listing_far_over_the_access_key_cap_is_read_by_default() -> None:
     """20,000 environments with three keys each: ~6 MiB, over the 4 MiB access-key cap."""
     server = FakeProvisioningServer(sub_accounts=(), keys_per_sub_account=3, keep_journal=False)

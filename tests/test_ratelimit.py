@@ -90,6 +90,7 @@ RATE_ERROR = {"error": {"message": "Rate Limit Exceeded"}}
 # -- the issue's headline figures ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "policy",
     [
@@ -454,6 +455,7 @@ async def test_a_body_that_stays_garbled_is_an_api_error() -> None:
     assert len(srv.hits) == FAST.max_attempts
 
 
+@pytest.mark.slow
 async def test_a_server_that_announces_only_the_reset_is_still_respected() -> None:
     """No Limit/Remaining at all, 420 past 40 per second: the client must not flood it."""
     limit, counts, rejected, accepted_windows = 40, Counter[int](), [0], set[int]()

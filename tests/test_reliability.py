@@ -69,6 +69,7 @@ async def _mixed_op(client: CldProvisioning, sub: str, n: int, rng: random.Rando
     return "delete"
 
 
+@pytest.mark.slow
 async def test_chaos_mixed_operations_under_faults_and_a_rate_limit() -> None:
     subs = [f"env-{i}" for i in range(8)]
     faults = Faults(rate=0.12, kinds=ALL_FAULTS, delay=0.02)
@@ -117,6 +118,7 @@ async def test_chaos_mixed_operations_under_faults_and_a_rate_limit() -> None:
     assert others == []
 
 
+@pytest.mark.slow
 async def test_soak_memory_and_descriptors_stay_flat() -> None:
     async with FakeProvisioningServer(sub_accounts=["s"], keep_journal=False) as server:
         async with server.client() as client:

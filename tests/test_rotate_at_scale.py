@@ -157,6 +157,7 @@ async def test_bad_arguments_fail_before_sending(
     assert server.journal == []
 
 
+@pytest.mark.slow
 async def test_the_eta_is_within_20_percent_once_the_first_window_has_passed() -> None:
     """100 environments, 300 requests, 60 per 1-second window: five windows or more."""
     subs = [f"env-{n:02d}" for n in range(100)]

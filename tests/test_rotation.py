@@ -63,6 +63,7 @@ async def test_retire_modes(retire: str) -> None:
     assert len(server.keys("sub-1")) == (1 if retire == "delete" else 4)
 
 
+@pytest.mark.slow
 async def test_rotate_many_with_faults_and_a_rate_limit() -> None:
     faults = Faults(
         rate=0.15,
@@ -204,6 +205,7 @@ async def test_default_names_are_unique_per_run() -> None:
     assert a.new_key.name.startswith("rotated-")
 
 
+@pytest.mark.slow
 async def test_rotate_many_waits_for_the_window_instead_of_failing() -> None:
     subs = [f"w-{i}" for i in range(12)]
     async with FakeProvisioningServer(

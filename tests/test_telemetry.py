@@ -390,6 +390,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from cldprov_async import _telemetry
 
+
 seen = [_telemetry.active(), _telemetry.start("x") is None]
 {setup}
 seen += [_telemetry.active(), _telemetry.start("x") is None]
