@@ -37,10 +37,15 @@ class CldProvisioning:
     Pass ``session`` to share an ``aiohttp.ClientSession``: the client then
     leaves it open on close.
 
-    ``rate_limit_url`` (else ``CLDPROV_RATE_LIMIT_URL``), a ``redis://``, ``rediss://`` or
-    ``unix://`` URL, shares the rate-limit budget with every process of the account through
-    Redis (needs ``cldprov-async[redis]``). Bulk calls (rotation, ``priority="bulk"``) leave
-    ``bulk_reserve`` of each window's limit to normal ones (0 turns the reserve off).
+    ``rate_limit_url`` (else ``CLDPROV_RATE_LIMIT_URL``) shares the rate-limit budget with
+    every process of the account through Redis (needs ``cldprov-async[redis]``): one server
+    (``redis://``, ``rediss://``, ``unix://``), Sentinel
+    (``redis+sentinel://[:password@]host:port[,host:port...]/SERVICE[/db]``) or Cluster
+    (``redis+cluster://[:password@]host:port[,host:port...]``), ``?prefix=NAME`` to keep
+    budgets apart. Or pass ``rate_limit_redis``, a ``redis.asyncio.Redis`` or ``RedisCluster``
+    you built: it stays yours (never closed by the client). Bulk calls (rotation,
+    ``priority="bulk"``) leave ``bulk_reserve`` of each window's limit to normal ones (0 turns
+    the reserve off).
     """
 
     def __init__(
@@ -59,10 +64,13 @@ class CldProvisioning:
         env: Mapping[str, str] | None = None,
         rate_limit_url: str | None = None,
         bulk_reserve: float = 0.1,
+        rate_limit_redis: object = None,
     ) -> None:
         account_id, security = resolve_credentials(account_id, security, env)
         bulk_reserve = check_bulk_reserve(bulk_reserve)
-        if rate_limit_url is None:
+        if rate_limit_redis is not None and rate_limit_url is not None:
+            raise ValueError("pass rate_limit_url or rate_limit_redis, not both")
+        if rate_limit_url is None and rate_limit_redis is None:
             rate_limit_url = (os.environ if env is None else env).get(_fleet.ENV) or None
         fleet = None if rate_limit_url is None else _fleet.parse(rate_limit_url)
         base_url = resolve_server_url(region, server_url)
@@ -88,9 +96,15 @@ class CldProvisioning:
         #: The fraction of each window's limit bulk work leaves to normal calls.
         self.bulk_reserve = bulk_reserve
         limiter: Gate = RateLimiter(bulk_reserve=bulk_reserve)
-        if fleet is not None:
+        redis = None
+        if rate_limit_redis is not None:
+            redis = _fleet.adopt(rate_limit_redis)
+        elif fleet is not None:
+            redis = _fleet.connect(fleet)
+        if redis is not None:
             limiter = _fleet.make_gate(
-                fleet,
+                redis,
+                prefix="" if fleet is None else fleet.prefix,
                 host=f"{base_url.host}:{base_url.port}",
                 account_id=account_id,
                 bulk_reserve=bulk_reserve,

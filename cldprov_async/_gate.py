@@ -12,7 +12,9 @@ Retrying each call on its own would hammer the server with requests it will reje
 * bulk calls (rotation, ``priority="bulk"``) leave ``ceil(limit * bulk_reserve)`` of each
   window to normal ones, and queue apart from them, so a rotation never starves a service.
 
-``Gate`` is the interface the middleware drives; ``_fleet.SharedGate`` is the other one.
+``Gate`` is the interface the middleware drives; ``_fleet.SharedGate`` is the other one. While
+a fleet's shared budget is out of reach, its in-process gate keeps to one process's share of
+the window (``share``) and hands its queue back when the fleet rejoins (``hand_over``).
 
 Imports: the snapshot, telemetry's log attributes, config and errors only; the middleware
 drives it.
@@ -125,6 +127,7 @@ class RateLimiter:
         self._unlimited = False
         self._in_flight = 0
         self._window = 1.0
+        self._members: int | None = None  # sharing the window with this many processes
         self._waiters: deque[tuple[asyncio.Future[None], float]] = deque()  # (fut, deadline)
         self._bulk_waiters: deque[tuple[asyncio.Future[None], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -135,7 +138,56 @@ class RateLimiter:
         """Tokens a call must leave: the reserve, for bulk calls once the window is known."""
         if not bulk or self._reset is None:
             return 0
-        return reserve_of(self._limit, self.bulk_reserve)
+        return reserve_of(self._per_window(), self.bulk_reserve)
+
+    def _per_window(self) -> int | None:
+        """The permits of a window: the limit, or this process's share of it."""
+        if self._limit is None or self._members is None:
+            return self._limit
+        return self._limit // self._members
+
+    def share(
+        self,
+        members: int | None,
+        *,
+        limit: int | None = None,
+        tokens: int | None = None,
+        reset_at: float | None = None,
+    ) -> None:
+        """Keep to one process's share of a budget that ``members`` processes share.
+
+        A fleet's process falls back to this gate while the shared budget is out of reach:
+        ``limit // members`` permits a window, and in a window it did not see start, its
+        share of what the server says is left.
+
+        Args:
+            members: The processes sharing the budget; None lifts the share.
+            limit: The last known limit of a window.
+            tokens: This process's share of what the current window has left.
+            reset_at: When the current window ends (wall seconds); with ``tokens``.
+        """
+        self._members = None if members is None else max(1, members)
+        if members is None:
+            return
+        if limit is not None:
+            self._limit = limit
+            self._unlimited = False
+        now_wall = time.time()
+        if tokens is not None and reset_at is not None and reset_at > now_wall:
+            loop_now = asyncio.get_running_loop().time()
+            self._reset = loop_now + (reset_at - now_wall) + RESET_MARGIN
+            self._tokens = max(0, tokens - self._in_flight)
+        else:  # the current window is unknown: one probe asks the server
+            self._reset = None
+            self._tokens = None
+
+    def hand_over(self, error: type[BaseException]) -> None:
+        """Raise ``error`` in every queued caller: another gate takes them over."""
+        for waiters in (self._waiters, self._bulk_waiters):
+            while waiters:
+                fut = waiters.popleft()[0]
+                if not fut.done():
+                    fut.set_exception(error())
 
     def _try_take(self, now: float, bulk: bool = False) -> bool:
         if now < self._blocked_until:
@@ -145,7 +197,8 @@ class RateLimiter:
             return True
         if self._reset is not None and now >= self._reset:
             # The window rolled: assume the last known limit, minus what may land in it.
-            self._tokens = None if self._limit is None else max(0, self._limit - self._in_flight)
+            per_window = self._per_window()
+            self._tokens = None if per_window is None else max(0, per_window - self._in_flight)
             self._reset = None
         if self._tokens == 0 and self._reset is None and self._in_flight == 0:
             self._tokens = None  # nobody left to tell us the new window: probe
@@ -342,6 +395,11 @@ class RateLimiter:
         if reset is not None and (self._reset is None or reset > self._reset + 0.5):
             if self._reset is not None and reset - self._reset < 3600:
                 self._window = reset - self._reset
+            if self._members is not None:
+                if self._reset is None and self._tokens is not None:
+                    fresh = min(fresh, self._tokens)  # rolled into it: the share counted since
+                else:  # a window seen already started: a share of what is left
+                    fresh = max(0, min(fresh, seen.remaining // self._members - self._in_flight))
             self._reset = reset
             self._tokens = fresh
         else:
