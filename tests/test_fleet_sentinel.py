@@ -1,0 +1,65 @@
+"""The shared budget on Redis Sentinel, through a failover: real ``redis-server`` processes (a
+master, a replica, three sentinels in ``--sentinel`` mode with ``down-after`` 1 s), one
+topology for the module, stopped after it even when a test fails."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+import redis.asyncio as aredis
+from fleet_run import check_gap_run, fake_server, run_with_fault
+
+from benchmarks.redis_ha import SERVICE, Sentinels, client, wait_until
+from cldprov_async._fleet import budget_tag, fleet_key
+from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
+
+
+@pytest.fixture(scope="module")
+def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentinels]:
+    with Sentinels(tmp_path_factory.mktemp("sentinel")).start() as topo:
+        yield topo
+
+
+async def test_a_url_and_a_callers_client_share_the_masters_budget(sentinels: Sentinels) -> None:
+    policy = RateLimitPolicy(limit=20, window=1.0)
+    hosts = [("127.0.0.1", p) for p in sentinels.sentinel_ports]
+    theirs = aredis.sentinel.Sentinel(hosts, socket_timeout=1.0)  # type: ignore[no-untyped-call]
+    mine = theirs.master_for(SERVICE)  # bytes replies: the gate copes
+    try:
+        async with FakeProvisioningServer(rate_limit=policy) as fake:
+            one = fake.client(rate_limit_url=sentinels.url())
+            two = fake.client(rate_limit_redis=mine)
+            async with one, two:
+                await asyncio.gather(
+                    *(one.access_keys.generate("sub-1", {"name": f"a{i}"}) for i in range(25)),
+                    *(two.access_keys.generate("sub-1", {"name": f"b{i}"}) for i in range(25)),
+                )
+            assert fake.stats.received == 50
+            assert fake.stats.rate_limited == 0
+            key = fleet_key(budget_tag("", f"127.0.0.1:{fake.port}", fake.account_id), "state")
+        assert await mine.ping()  # the caller's client outlives ours
+        master = sentinels.master_port()
+        assert client(master).exists(key)
+        replica = next(
+            s.port for s in sentinels.servers if s.port not in (master, *sentinels.sentinel_ports)
+        )
+        wait_until(lambda: bool(client(replica).exists(key)), "the replica to hold the budget")
+    finally:
+        await mine.aclose()
+        await theirs.aclose()
+
+
+def test_master_killed_under_load(sentinels: Sentinels) -> None:
+    """Issue 20, item 2: 4 processes x 100 generates on 40 a second; the master SIGKILLed
+    mid-run and a replica promoted."""
+    promoted: list[int] = []
+
+    def fault() -> None:
+        old = sentinels.kill_master()
+        promoted.append(sentinels.wait_promoted(old))
+
+    with fake_server() as fake:
+        outs, at = run_with_fault(fake, sentinels.url(), fault)
+        check_gap_run(fake, outs, at, served_by=promoted[0])
