@@ -128,6 +128,7 @@ class RateLimiter:
         self._in_flight = 0
         self._window = 1.0
         self._members: int | None = None  # sharing the window with this many processes
+        self._counted_at = -2.0  # the window (its end) whose rejection counted one more
         self._waiters: deque[tuple[asyncio.Future[None], float]] = deque()  # (fut, deadline)
         self._bulk_waiters: deque[tuple[asyncio.Future[None], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -180,6 +181,25 @@ class RateLimiter:
         else:  # the current window is unknown: one probe asks the server
             self._reset = None
             self._tokens = None
+
+    def at_least(self, members: int) -> None:
+        """While keeping to a share: at least ``members`` processes share the window (more
+        than this process saw), so its share shrinks, this window included."""
+        if self._members is None or members <= self._members:
+            return
+        before = self._per_window()
+        self._members = members
+        after = self._per_window()
+        if self._tokens is not None and before is not None and after is not None:
+            self._tokens = max(0, self._tokens - (before - after))
+
+    def one_more(self) -> None:
+        """A rejection while keeping to a share: someone takes more than this process thinks
+        (a process it never saw joined): count one more process, once a window."""
+        window = -1.0 if self._reset is None else self._reset
+        if self._members is not None and window != self._counted_at:
+            self._counted_at = window
+            self.at_least(self._members + 1)
 
     def hand_over(self, error: type[BaseException]) -> None:
         """Raise ``error`` in every queued caller: another gate takes them over."""
@@ -403,6 +423,8 @@ class RateLimiter:
             self._reset = reset
             self._tokens = fresh
         else:
+            if self._members is not None:  # of what the fleet has left, a share at most
+                fresh = max(0, min(fresh, seen.remaining // self._members - self._in_flight))
             self._tokens = fresh if self._tokens is None else min(self._tokens, fresh)
 
     def on_rejected(self, headers: Mapping[str, str], n: int, retry: RetryConfig) -> float:

@@ -15,7 +15,6 @@ Imports: the in-process gate and the snapshot (types); ``_connect``, ``_shares``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -24,7 +23,7 @@ from typing import Protocol
 
 from .._gate import RateLimiter
 from .._snapshot import RateLimit
-from ._connect import REDIS_TIMEOUT
+from ._connect import REDIS_TIMEOUT, SLOW_TIMEOUT
 from ._shares import WindowClock, rejoin_at, share
 from ._store import BudgetStore, Reply
 
@@ -75,8 +74,12 @@ class Gap:
         #: When the fleet rejoins the shared budget (wall seconds), once agreed.
         self.rejoin: float | None = None
         self._known: Reply | None = None  # the last reply: what a gap starts from
+        self._seen: tuple[int, float] | None = None  # (remaining, window end) from answers
         self._heard = -math.inf  # loop time of the last reply
         self._keeper: asyncio.Task[None] | None = None
+        self._switch: asyncio.TimerHandle | None = None  # at the rejoin instant
+        self._announce: asyncio.Task[None] | None = None
+        self._stopped = False
 
     @property
     def started(self) -> bool:
@@ -85,21 +88,35 @@ class Gap:
 
     def start(self) -> None:
         """Run the keeper (membership while shared, probes while not), once."""
-        if self._keeper is None or self._keeper.done():
+        if not self._stopped and (self._keeper is None or self._keeper.done()):
             self._keeper = asyncio.get_running_loop().create_task(self._keep())
 
     async def stop(self) -> None:
-        if self._keeper is not None and not self._keeper.done():
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+        """Stop the keeper (within ``SLOW_TIMEOUT``, whatever redis-py does with a cancel)."""
+        self._stopped = True
+        self._plan(None)
+        tasks = {t for t in (self._keeper, self._announce) if t is not None and not t.done()}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=SLOW_TIMEOUT)
 
     # -- what this process learns ---------------------------------------------------------------
 
     def saw(self, seen: RateLimit | None) -> None:
         """An answer's snapshot: its window end tells where the boundaries are."""
         if seen is not None and seen.reset_at is not None:
-            self.clock.see(seen.reset_at.timestamp())
+            end = seen.reset_at.timestamp()
+            self.clock.see(end)
+            if seen.remaining is None:
+                return
+            last = self._seen  # the least the server said is left of the latest window
+            if (
+                last is None
+                or end > last[1] + 0.5
+                or (end >= last[1] - 0.5 and seen.remaining < last[0])
+            ):
+                self._seen = (seen.remaining, end)
 
     def heard(self, reply: Reply) -> None:
         """A reply from Redis: what the fleet knows, kept for a gap to come."""
@@ -115,7 +132,7 @@ class Gap:
         if not self._gate.shared:
             return
         self._gate.go_local(give_back=False)
-        self.rejoin = None
+        self._plan(None)
         log.warning(
             "the shared rate-limit budget at %s is unreachable (%s): this process keeps to %s"
             " until the fleet rejoins it",
@@ -127,7 +144,7 @@ class Gap:
     def joined(self, reply: Reply) -> None:
         """Redis answers, but the fleet is on its shares until ``reply.rejoin``: join it."""
         self._gate.go_local(give_back=True)
-        self.rejoin = reply.rejoin
+        self._plan(reply.rejoin)
         log.warning(
             "the shared rate-limit budget at %s is back from a gap: this process keeps to %s"
             " until the fleet rejoins it in %.1fs",
@@ -138,43 +155,39 @@ class Gap:
 
     def _keep_share(self, known: Reply | None) -> str:
         """Hold this process's own gate to its share; say what that is."""
-        if known is None:
-            self._gate.local.share(None)
-            return "its own gate (it never heard from the fleet)"
-        self._gate.local.share(
-            known.members,
-            limit=known.limit,
-            tokens=share(known.tokens, known.members),
-            reset_at=known.last_end,
-        )
+        if known is None:  # it knows of no other process: alone, until a rejection says not
+            self._gate.local.share(1)
+            return "the whole window (it never heard from the fleet; less after a rejection)"
+        left, ends = known.tokens, known.last_end
+        if self._seen is not None and self._seen[1] > time.time():  # answers may be newer
+            ends = self._seen[1]
+            left = self._seen[0] if left is None else min(left, self._seen[0])
+        now = share(left, known.members)
+        self._gate.local.share(known.members, limit=known.limit, tokens=now, reset_at=ends)
         cap = share(known.limit, known.members)
         among = f"{known.members} process{'es' if known.members != 1 else ''}"
         if cap is None:
             return f"its share of the window among {among}"
-        return f"its share of the window, {cap} of {known.limit} among {among},"
+        this = "" if now is None else f" ({now} more in this one)"
+        return f"its share of the window, {cap} of {known.limit} among {among}{this},"
 
     # -- the keeper, and back -------------------------------------------------------------------
 
     async def _keep(self) -> None:
         loop = asyncio.get_running_loop()
         rng = self._gate.rng
-        while True:
+        while not self._stopped:
             if self._gate.shared:
                 await asyncio.sleep(HEARTBEAT * rng.uniform(0.8, 1.2))
                 if self._gate.shared and loop.time() - self._heard >= HEARTBEAT / 2:
                     await self._gate.call(0, 0, 0)
-                continue
-            if self.rejoin is None:
+            elif self.rejoin is None:
                 await asyncio.sleep(PROBE_EVERY * rng.uniform(0.5, 1.5))
                 await self._probe()
-                continue
-            pause = HEARTBEAT * rng.uniform(0.8, 1.2)
-            if self.rejoin - time.time() > pause + REDIS_TIMEOUT:
-                await asyncio.sleep(pause)
-                await self._probe()  # membership, and the pending instant still holds
-                continue
-            server = await self._ready()
-            await self._switch_at(self.rejoin + SWITCH_DELAY, server)
+            else:  # the instant is agreed: stay listed, and check it still holds
+                await asyncio.sleep(HEARTBEAT * rng.uniform(0.8, 1.2))
+                if not self._gate.shared and self.rejoin is not None:
+                    await self._probe()
 
     async def _probe(self) -> None:
         """Call Redis from a gap: proposing a rejoin instant, unless one is agreed."""
@@ -182,42 +195,47 @@ class Gap:
         if self.rejoin is None:
             proposal = rejoin_at(time.time(), self.clock.last, self.clock.length, GRACE)
         reply = await self._gate.call(0, 0, 0, proposal)
-        if reply is None:
+        if reply is None or self._gate.shared:
             return
-        if reply.rejoin is not None:
-            self.rejoin = reply.rejoin
-        elif self.rejoin is not None and time.time() < self.rejoin:
-            self.rejoin = None  # Redis lost the instant (lost its state again): propose anew
+        self._gate.local.at_least(reply.members)  # processes that joined since: less each
+        if reply.rejoin is None:
+            if self.rejoin is not None:
+                self._plan(None)  # Redis lost the instant (lost its state again): propose anew
+            return
+        if self.rejoin is None:  # Redis is back: idle connections may lead to a dead server
+            try:
+                async with asyncio.timeout(REDIS_TIMEOUT):
+                    await self._gate.store.fleet.drop_idle()
+            except Exception:
+                pass
+        self._plan(reply.rejoin)  # passed already if this probe came late: at once
 
-    async def _ready(self) -> str:
-        """Before the switch: drop idle connections (they may lead to a dead server) and
-        learn which server holds the budget now."""
+    def _plan(self, instant: float | None) -> None:
+        """Switch back at ``instant`` (wall seconds), or not at all (None). A plain timer, so
+        it runs before this process's own gate opens the new window (due 0.05 s later)."""
+        if instant == self.rejoin and (instant is None or self._switch is not None):
+            return
+        if self._switch is not None:
+            self._switch.cancel()
+            self._switch = None
+        self.rejoin = instant
+        if instant is not None and not self._stopped:
+            loop = asyncio.get_running_loop()
+            at = loop.time() + (instant - time.time()) + SWITCH_DELAY
+            self._switch = loop.call_at(at, self._rejoin)
+
+    def _rejoin(self) -> None:
+        self._switch = None
+        self.rejoin = None
+        self._gate.go_shared()
+        self._announce = asyncio.get_running_loop().create_task(self._say_rejoined())
+
+    async def _say_rejoined(self) -> None:
+        """One info line, naming the server that holds the budget now (a promoted replica)."""
         fleet = self._gate.store.fleet
         try:
             async with asyncio.timeout(REDIS_TIMEOUT):
-                await fleet.drop_idle()
-                return await fleet.server_for(self._gate.store.keys[0])
+                server = await fleet.server_for(self._gate.store.keys[0])
         except Exception:
-            return "a server not known yet"
-
-    async def _switch_at(self, wall: float, server: str) -> None:
-        """Rejoin at ``wall``: a plain timer callback, so it runs before this process's own
-        gate opens the new window (its timer is due later)."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def switch() -> None:
-            self.rejoin = None
-            self._gate.go_shared()
-            log.info(
-                "rejoined the shared rate-limit budget at %s at the window boundary (served by %s)",
-                self._gate.store.fleet.where,
-                server,
-            )
-            done.set_result(None)
-
-        timer = loop.call_at(loop.time() + (wall - time.time()), switch)
-        try:
-            await done
-        finally:
-            timer.cancel()
+            server = "a server not known yet"
+        log.info("rejoined the shared rate-limit budget at %s (served by %s)", fleet.where, server)

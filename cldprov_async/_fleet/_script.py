@@ -21,10 +21,14 @@ SCRIPT = """\
 --   kind "q": this member leaves (its client closed)
 -- Returns: granted normal, bulk, extra; when the window reopens for normal and bulk calls;
 --   then what a process needs if Redis goes away: tokens, limit, the last window end the
---   server announced, members, the pending rejoin, the window length (-1 when unknown)
+--   server announced, members, the last rejoin instant (ahead while a gap lasts), the window
+--   length (-1 when unknown)
 local state, leases, members = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local margin = 0.05
+-- No permit of a window in its last `closing` seconds: it would be sent, after a round trip
+-- and under load, when the server counts it in the next window.
+local closing = 0.1
 
 local function num(field)
   local v = redis.call('HGET', state, field)
@@ -90,17 +94,20 @@ while i + 4 <= #ARGV do
   i = i + 5
 end
 
--- A gap: until the fleet rejoins together, every process keeps to its own share.
-if rejoin and rejoin <= now then rejoin = nil end
+-- A gap: until the fleet rejoins together, every process keeps to its own share. The first
+-- proposal sets the instant; a process that missed it by less than `late` seconds (a slow
+-- probe) is told the passed instant and joins at once, rather than starting a new gap.
+local late = 5
 local proposal = tonumber(ARGV[13])
-if proposal >= 0 and rejoin == nil then rejoin = proposal end
+if proposal >= 0 and (rejoin == nil or now - rejoin >= late) then rejoin = proposal end
+local gap = rejoin ~= nil and rejoin > now
 
 local n_normal, n_bulk, n_extra = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local got_n, got_b, got_e = 0, 0, 0
 local opens_n, opens_b = -1, -1
 local inflight = redis.call('ZCARD', leases)
 
-if rejoin then
+if gap then
   opens_n, opens_b = rejoin, rejoin
 elseif now < blocked then
   opens_n, opens_b = blocked, blocked
@@ -118,6 +125,8 @@ else
       -- nobody knows the budget: one probe for the whole fleet
       if n_normal > 0 then got_n = 1 else got_b = 1 end
     end
+  elseif reset and now >= reset - margin - closing then
+    opens_n, opens_b = reset, reset
   else
     local floor = 0
     if reset and limit then floor = math.ceil(limit * tonumber(ARGV[6]) - 1e-9) end

@@ -32,6 +32,7 @@ from contextvars import ContextVar
 from .._config import RetryConfig
 from .._gate import RATE_LIMITED, RateLimiter, RateLimitStats, rejection_wait
 from .._snapshot import RateLimit, parse_rate_limit
+from ._connect import SLOW_TIMEOUT
 from ._gap import Gap, HandedBack
 from ._store import BudgetStore, Reply
 
@@ -171,6 +172,7 @@ class SharedGate:
 
     def on_rejected(self, headers: Mapping[str, str], n: int, retry: RetryConfig) -> float:
         if not self._shared:
+            self.local.one_more()
             return self.local.on_rejected(headers, n, retry)
         self.stats.rejected += 1
         wait = rejection_wait(headers, n, retry, self.rng)
@@ -228,7 +230,7 @@ class SharedGate:
             loop = asyncio.get_running_loop()
             self._held += [(lease, loop.time()) for lease in reply.extra]
             loop.call_later(HOLD_FOR + 0.01, self._drop_stale)
-        if reply.rejoin is not None and self._shared:
+        if reply.rejoin is not None and reply.rejoin > time.time() and self._shared:
             self.gap.joined(reply)  # others are back from a gap: keep to a share with them
             return None
         return reply
@@ -259,7 +261,7 @@ class SharedGate:
     async def _pump_once(self) -> None:
         loop = asyncio.get_running_loop()
         assert self._wakeup is not None
-        while self._shared:
+        while self._shared and not self._closed:
             normal = [w for w in self._waiters if w[2] is False and not w[0].done()]
             bulk = [w for w in self._waiters if w[2] is True and not w[0].done()]
             self._waiters = deque(normal + bulk)
@@ -349,11 +351,11 @@ class SharedGate:
     async def aclose(self) -> None:
         """Give back held permits, stop the background tasks, close the Redis connections."""
         self._closed = True  # no new background task from here
-        for task in (self._pump, self._flush):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        tasks = {t for t in (self._pump, self._flush) if t is not None and not t.done()}
+        for task in tasks:
+            task.cancel()
+        if tasks:  # bounded, whatever redis-py does with a cancel
+            await asyncio.wait(tasks, timeout=SLOW_TIMEOUT)
         await self.gap.stop()
         if self._shared and self.gap.started:
             for lease, _at in self._held:
@@ -363,7 +365,8 @@ class SharedGate:
             with contextlib.suppress(Exception):
                 await self.store.run(0, 0, 0, self._records, bulk_reserve=self.bulk_reserve)
         with contextlib.suppress(Exception):
-            await self.store.fleet.aclose()
+            async with asyncio.timeout(SLOW_TIMEOUT):
+                await self.store.fleet.aclose()
 
 
 def _n(value: int | None) -> int:

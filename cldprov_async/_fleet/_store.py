@@ -37,7 +37,8 @@ class Reply:
         limit: The last known limit, if any.
         last_end: The latest window end the server announced, if any.
         members: Processes listed as sharing the budget (this one included).
-        rejoin: When the fleet rejoins after a gap (wall), while one is pending.
+        rejoin: When the fleet rejoins (rejoined) after a gap, wall seconds: ahead while
+            a gap lasts.
         window: The window's length, once learned.
     """
 
