@@ -129,6 +129,7 @@ class RateLimiter:
         self._window = 1.0
         self._members: int | None = None  # sharing the window with this many processes
         self._counted_at = -2.0  # the window (its end) whose rejection counted one more
+        self._closes: float | None = None  # loop time: no new window from then (a rejoin)
         self._waiters: deque[tuple[asyncio.Future[None], float]] = deque()  # (fut, deadline)
         self._bulk_waiters: deque[tuple[asyncio.Future[None], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -168,6 +169,7 @@ class RateLimiter:
             reset_at: When the current window ends (wall seconds); with ``tokens``.
         """
         self._members = None if members is None else max(1, members)
+        self._closes = None
         if members is None:
             return
         if limit is not None:
@@ -201,6 +203,16 @@ class RateLimiter:
             self._counted_at = window
             self.at_least(self._members + 1)
 
+    def close_at(self, wall: float | None) -> None:
+        """Open no window that starts at ``wall`` (wall seconds) or later (None: open them
+        again): a fleet rejoins its shared budget then, and this gate's callers are handed
+        over (``hand_over``), even when the hand-over runs a little late."""
+        if wall is None:
+            self._closes = None
+            self._wake(jitter=True)
+            return
+        self._closes = asyncio.get_running_loop().time() + (wall - time.time())
+
     def hand_over(self, error: type[BaseException]) -> None:
         """Raise ``error`` in every queued caller: another gate takes them over."""
         for waiters in (self._waiters, self._bulk_waiters):
@@ -216,6 +228,8 @@ class RateLimiter:
             self._in_flight += 1
             return True
         if self._reset is not None and now >= self._reset:
+            if self._closes is not None and now >= self._closes:
+                return False  # the fleet rejoins: no new window here
             # The window rolled: assume the last known limit, minus what may land in it.
             per_window = self._per_window()
             self._tokens = None if per_window is None else max(0, per_window - self._in_flight)

@@ -135,7 +135,8 @@ def check_gap_run(
     # (Outside it the shared gate serves whichever process asks first: no such bound.)
     for i in range(len(outs)):
         times = sorted(e.time for e in fake.journal if _tag(e.body) == f"p{i}")
-        silences = [b - a for a, b in itertools.pairwise(times) if at <= b and a < min(rejoins)]
+        pairs = itertools.pairwise(times)
+        silences = [b - max(a, at) for a, b in pairs if at <= b and a < min(rejoins)]
         assert max(silences, default=0.0) <= WINDOW + 2.0, (i, [round(t - at, 2) for t in times])
     return rejoins
 

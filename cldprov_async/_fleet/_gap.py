@@ -33,8 +33,10 @@ log = logging.getLogger("cldprov_async")
 HEARTBEAT = 1.0
 #: Seconds between probes while Redis is out of reach (jittered to 0.5x-1.5x).
 PROBE_EVERY = 0.5
-#: A rejoin instant is at least this far ahead, so every process probing learns it first.
-GRACE = 2.0
+#: A rejoin instant is at least this far ahead, so every process probing learns it first
+#: (a probe waits up to 0.75 s, and a cluster client's first call after a failover maps the
+#: slots and reads the command table again: up to a second under load).
+GRACE = 3.0
 #: The fleet switches this long after the boundary (its own gates open at +0.05 s).
 SWITCH_DELAY = 0.01
 
@@ -144,12 +146,13 @@ class Gap:
     def joined(self, reply: Reply) -> None:
         """Redis answers, but the fleet is on its shares until ``reply.rejoin``: join it."""
         self._gate.go_local(give_back=True)
+        kept = self._keep_share(reply)
         self._plan(reply.rejoin)
         log.warning(
             "the shared rate-limit budget at %s is back from a gap: this process keeps to %s"
             " until the fleet rejoins it in %.1fs",
             self._gate.store.fleet.where,
-            self._keep_share(reply),
+            kept,
             (reply.rejoin or 0.0) - time.time(),
         )
 
@@ -219,6 +222,8 @@ class Gap:
             self._switch.cancel()
             self._switch = None
         self.rejoin = instant
+        if not self._gate.shared:
+            self._gate.local.close_at(instant)
         if instant is not None and not self._stopped:
             loop = asyncio.get_running_loop()
             at = loop.time() + (instant - time.time()) + SWITCH_DELAY
