@@ -129,6 +129,7 @@ class RateLimiter:
         self._window = 1.0
         self._members: int | None = None  # sharing the window with this many processes
         self._counted_at = -2.0  # the window (its end) whose rejection counted one more
+        self._accepted = 0  # while keeping to a share: this window's requests answered 2xx
         self._closes: float | None = None  # loop time: no new window from then (a rejoin)
         self._waiters: deque[tuple[asyncio.Future[None], float]] = deque()  # (fut, deadline)
         self._bulk_waiters: deque[tuple[asyncio.Future[None], float]] = deque()
@@ -196,12 +197,18 @@ class RateLimiter:
             self._tokens = max(0, self._tokens - (before - after))
 
     def one_more(self) -> None:
-        """A rejection while keeping to a share: someone takes more than this process thinks
-        (a process it never saw joined): count one more process, once a window."""
+        """A rejection while keeping to a share: the processes take more than this one thinks
+        (some it never saw). Once a window, count more of them: one more, or as many as
+        ``limit / the requests of this process the window accepted`` says, at most twice as
+        many as before."""
         window = -1.0 if self._reset is None else self._reset
-        if self._members is not None and window != self._counted_at:
-            self._counted_at = window
-            self.at_least(self._members + 1)
+        if self._members is None or window == self._counted_at:
+            return
+        self._counted_at = window
+        guess = self._members + 1
+        if self._limit:
+            guess = max(guess, math.ceil(self._limit / max(1, self._accepted)))
+        self.at_least(min(guess, 2 * self._members))
 
     def close_at(self, wall: float | None) -> None:
         """Open no window that starts at ``wall`` (wall seconds) or later (None: open them
@@ -233,6 +240,7 @@ class RateLimiter:
             # The window rolled: assume the last known limit, minus what may land in it.
             per_window = self._per_window()
             self._tokens = None if per_window is None else max(0, per_window - self._in_flight)
+            self._accepted = 0
             self._reset = None
         if self._tokens == 0 and self._reset is None and self._in_flight == 0:
             self._tokens = None  # nobody left to tell us the new window: probe
@@ -404,6 +412,8 @@ class RateLimiter:
     def on_answer(self, headers: Mapping[str, str] | None, status: int = 0) -> None:
         """An attempt finished: with the response's status and headers, or None if it failed."""
         self._in_flight -= 1
+        if self._members is not None and 200 <= status < 300:
+            self._accepted += 1
         seen = parse_rate_limit(headers) if headers is not None else None
         if seen is not None:
             self._learn(seen)
@@ -430,6 +440,7 @@ class RateLimiter:
             if self._reset is not None and reset - self._reset < 3600:
                 self._window = reset - self._reset
             if self._members is not None:
+                self._accepted = 0 if self._reset is not None else self._accepted
                 if self._reset is None and self._tokens is not None:
                     fresh = min(fresh, self._tokens)  # rolled into it: the share counted since
                 else:  # a window seen already started: a share of what is left
