@@ -186,8 +186,12 @@ class RateLimiter:
             self._tokens = None
 
     def at_least(self, members: int) -> None:
-        """While keeping to a share: at least ``members`` processes share the window (more
-        than this process saw), so its share shrinks, this window included."""
+        """While keeping to a share: more processes share the window than this one saw, so
+        its share shrinks, this window included.
+
+        Args:
+            members: How many processes share the window, at least.
+        """
         if self._members is None or members <= self._members:
             return
         before = self._per_window()
@@ -211,9 +215,13 @@ class RateLimiter:
         self.at_least(min(guess, 2 * self._members))
 
     def close_at(self, wall: float | None) -> None:
-        """Open no window that starts at ``wall`` (wall seconds) or later (None: open them
-        again): a fleet rejoins its shared budget then, and this gate's callers are handed
-        over (``hand_over``), even when the hand-over runs a little late."""
+        """Open no window that starts at ``wall`` or later: a fleet rejoins its shared budget
+        then, and this gate's callers are handed over (``hand_over``), even when the hand-over
+        runs a little late.
+
+        Args:
+            wall: Wall seconds; None opens windows again.
+        """
         if wall is None:
             self._closes = None
             self._wake(jitter=True)
@@ -221,7 +229,11 @@ class RateLimiter:
         self._closes = asyncio.get_running_loop().time() + (wall - time.time())
 
     def hand_over(self, error: type[BaseException]) -> None:
-        """Raise ``error`` in every queued caller: another gate takes them over."""
+        """Raise ``error`` in every queued caller: another gate takes them over.
+
+        Args:
+            error: The exception class to raise (its caller catches it and queues elsewhere).
+        """
         for waiters in (self._waiters, self._bulk_waiters):
             while waiters:
                 fut = waiters.popleft()[0]

@@ -177,6 +177,12 @@ class Gap:
     # -- the keeper, and back -------------------------------------------------------------------
 
     async def _keep(self) -> None:
+        try:
+            await self._keep_going()
+        except Exception:  # a bug of ours: say so; calls go on, on a share if in a gap
+            log.exception("the shared rate-limit gate's keeper failed")
+
+    async def _keep_going(self) -> None:
         loop = asyncio.get_running_loop()
         rng = self._gate.rng
         while not self._stopped:

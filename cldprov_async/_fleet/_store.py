@@ -61,6 +61,11 @@ class BudgetStore:
     Each process is a member (``pid-random``); its leases are ``member.epoch:seq``, and it
     starts a new epoch each time it loses Redis, so the leases of an epoch it could not
     release can be dropped when it is back (record ``p``).
+
+    Args:
+        fleet: The Redis client, from ``connect`` or ``adopt``.
+        tag: The budget's hash tag (``budget_tag``).
+        lease_ttl: Seconds a request in flight counts against the budget at most.
     """
 
     def __init__(self, fleet: FleetRedis, tag: str, *, lease_ttl: float) -> None:
