@@ -4,16 +4,14 @@ create``, node timeout 1 s), one cluster for the module, stopped after it even o
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aredis
-from fleet_run import check_gap_run, fake_server, run_with_fault
+from fleet_run import check_gap_run, fake_server, run_with_fault, two_clients
 
 from benchmarks.redis_ha import Cluster, client
 from cldprov_async._fleet import budget_tag, fleet_key
-from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
 
 
 @pytest.fixture(scope="module")
@@ -22,30 +20,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield topo
 
 
-def budget_keys(fake: FakeProvisioningServer) -> list[str]:
-    tag = budget_tag("", f"127.0.0.1:{fake.port}", fake.account_id)
+def budget_keys(tag: str) -> list[str]:
     return [fleet_key(tag, name) for name in ("state", "leases", "members")]
 
 
 async def test_a_url_and_a_callers_client_share_one_slot(cluster: Cluster) -> None:
-    policy = RateLimitPolicy(limit=20, window=1.0)
     mine = aredis.RedisCluster(host="127.0.0.1", port=cluster.ports[-1])  # bytes replies
     try:
-        async with FakeProvisioningServer(rate_limit=policy) as fake:
-            one = fake.client(rate_limit_url=cluster.url())
-            two = fake.client(rate_limit_redis=mine)
-            async with one, two:
-                await asyncio.gather(
-                    *(one.access_keys.generate("sub-1", {"name": f"a{i}"}) for i in range(25)),
-                    *(two.access_keys.generate("sub-1", {"name": f"b{i}"}) for i in range(25)),
-                )
-                keys = budget_keys(fake)
-                master = client(cluster.master_of(keys[0]))
-                assert len({master.cluster("keyslot", k) for k in keys}) == 1
-                assert master.exists(keys[0]) and master.exists(keys[2])
-            assert fake.stats.received == 50
-            assert fake.stats.rate_limited == 0
+        stats, tag = await two_clients(cluster.url(), mine)
+        assert (stats.received, stats.rate_limited) == (50, 0)
         assert await mine.ping()  # the caller's client outlives ours
+        keys = budget_keys(tag)
+        master = client(cluster.master_of(keys[0]))
+        assert len({master.cluster("keyslot", k) for k in keys}) == 1
+        assert master.exists(keys[0])  # on the master of that one slot
     finally:
         await mine.aclose()
 
@@ -56,7 +44,7 @@ def test_slot_master_killed_under_load(cluster: Cluster) -> None:
     failover); the master holding the budget's slot SIGKILLed mid-run, its replica promoted."""
     promoted: list[int] = []
     with fake_server() as fake:
-        key = budget_keys(fake)[0]
+        key = budget_keys(budget_tag("", f"127.0.0.1:{fake.port}", fake.account_id))[0]
 
         def fault() -> None:
             old = cluster.master_of(key)

@@ -161,7 +161,9 @@ class Gap:
         if known is None:  # it knows of no other process: alone, until a rejection says not
             self._gate.local.share(1)
             return "the whole window (it never heard from the fleet; less after a rejection)"
-        left, ends = known.tokens, known.last_end
+        left, ends = known.tokens, known.ends
+        if ends is None or ends <= time.time():  # that window is over: a probe will tell
+            left = ends = None
         if self._seen is not None and self._seen[1] > time.time():  # answers may be newer
             ends = self._seen[1]
             left = self._seen[0] if left is None else min(left, self._seen[0])

@@ -22,7 +22,7 @@ SCRIPT = """\
 -- Returns: granted normal, bulk, extra; when the window reopens for normal and bulk calls;
 --   then what a process needs if Redis goes away: tokens, limit, the last window end the
 --   server announced, members, the last rejoin instant (ahead while a gap lasts), the window
---   length (-1 when unknown)
+--   length, the end of the window the tokens count for (-1 when unknown)
 local state, leases, members = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local margin = 0.05
@@ -166,6 +166,10 @@ local function out(v)
   if v == nil then return '-1' end
   return string.format('%.17g', v)
 end
+-- the end of the window `tokens` count for: the one answers told, else the one rolled into
+local ends = nil
+if reset then ends = reset - margin elseif last and window then ends = last + window end
 return {got_n, got_b, got_e, tostring(opens_n), tostring(opens_b),
-        out(tokens), out(limit), out(last), redis.call('ZCARD', members), out(rejoin), out(window)}
+        out(tokens), out(limit), out(last), redis.call('ZCARD', members), out(rejoin), out(window),
+        out(ends)}
 """

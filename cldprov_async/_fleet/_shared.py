@@ -225,6 +225,9 @@ class SharedGate:
             self._records = (records + self._records)[:MAX_RECORDS]
             self.gap.lost(exc)
             return None
+        except BaseException:  # cancelled (closing): the records go with the last call
+            self._records = (records + self._records)[:MAX_RECORDS]
+            raise
         self.gap.heard(reply)
         if reply.extra:
             loop = asyncio.get_running_loop()
@@ -357,13 +360,14 @@ class SharedGate:
         if tasks:  # bounded, whatever redis-py does with a cancel
             await asyncio.wait(tasks, timeout=SLOW_TIMEOUT)
         await self.gap.stop()
-        if self._shared and self.gap.started:
+        if self.gap.started:  # in a gap too: if Redis answers, the records and the purge land
             for lease, _at in self._held:
                 self._record("g", lease)
             self._held.clear()
             self._records += ("q", "-", "-1", "-1", "-1")  # off the members: shares grow
-            with contextlib.suppress(Exception):
-                await self.store.run(0, 0, 0, self._records, bulk_reserve=self.bulk_reserve)
+            with contextlib.suppress(Exception):  # nobody waits on it: patient
+                records = self._records
+                await self.store.run(0, 0, 0, records, bulk_reserve=self.bulk_reserve, patient=True)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(SLOW_TIMEOUT):
                 await self.store.fleet.aclose()

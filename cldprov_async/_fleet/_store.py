@@ -34,6 +34,7 @@ class Reply:
         opens_n: Wall time the window reopens for normal calls; -1 when unknown.
         opens_b: The same for bulk calls.
         tokens: What the window has left, if known.
+        ends: When that window ends (wall seconds), if known.
         limit: The last known limit, if any.
         last_end: The latest window end the server announced, if any.
         members: Processes listed as sharing the budget (this one included).
@@ -48,6 +49,7 @@ class Reply:
     opens_n: float
     opens_b: float
     tokens: int | None
+    ends: float | None
     limit: int | None
     last_end: float | None
     members: int
@@ -146,6 +148,7 @@ class BudgetStore:
             opens_n=float(values[3]),
             opens_b=float(values[4]),
             tokens=_known_int(values[5]),
+            ends=_known(values[11]),
             limit=_known_int(values[6]),
             last_end=_known(values[7]),
             members=int(values[8]),
