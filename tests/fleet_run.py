@@ -155,8 +155,8 @@ def check_gap_run(
     # (Outside it the shared gate serves whichever process asks first: no such bound.)
     for i in range(len(outs)):
         times = sorted(e.time for e in fake.journal if _tag(e.body) == f"p{i}")
-        back, pairs = min(rejoins), itertools.pairwise(times)
-        silences = [min(b, back) - max(a, at) for a, b in pairs if at <= b and a < back]
+        until, pairs = min(rejoins), itertools.pairwise(times)
+        silences = [min(b, until) - max(a, at) for a, b in pairs if at <= b and a < until]
         assert max(silences, default=0.0) <= WINDOW + 2.0, (i, story(fake, outs, at))
     return rejoins
 

@@ -10,6 +10,7 @@ import itertools
 import os
 import secrets
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from attrs import frozen
@@ -135,8 +136,8 @@ class BudgetStore:
             repr(proposal),
             *records,
         ]
-        async with asyncio.timeout(REDIS_TIMEOUT if self._warm and not patient else SLOW_TIMEOUT):
-            got = await self._script(keys=self.keys, args=args)
+        timeout = REDIS_TIMEOUT if self._warm and not patient else SLOW_TIMEOUT
+        got = await _within(timeout, self._script(keys=self.keys, args=args))
         self._warm = True
         values = [v.decode() if isinstance(v, bytes) else str(v) for v in got]
         g_n, g_b, g_e = int(values[0]), int(values[1]), int(values[2])
@@ -155,6 +156,28 @@ class BudgetStore:
             rejoin=_known(values[9]),
             window=_known(values[10]),
         )
+
+
+async def _within(seconds: float, call: Coroutine[Any, Any, Any]) -> Any:
+    """``call``'s result, or TimeoutError after ``seconds`` at the latest: a call that runs
+    over is cancelled and left to finish its cleanup on its own (redis-py's cluster client
+    closes every node's connections when a slot map refresh is cancelled: seconds, sometimes,
+    that no caller should wait)."""
+    task = asyncio.ensure_future(call)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except BaseException:  # our own caller gave up
+        _abandon(task)
+        raise
+    if not done:
+        _abandon(task)
+        raise TimeoutError(f"Redis did not answer within {seconds}s")
+    return task.result()
+
+
+def _abandon(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
 
 
 def _known(text: str) -> float | None:
