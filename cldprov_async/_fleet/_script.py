@@ -26,8 +26,10 @@ SCRIPT = """\
 local state, leases, members = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local margin = 0.05
--- No permit of a window in its last `closing` seconds: it would be sent, after a round trip
--- and under load, when the server counts it in the next window.
+-- No permit of a window in its last `closing` seconds while less than half its limit is
+-- left: sent after a round trip, under load, it would land in the next window (and a fleet
+-- that spends its budget would find the next one short). A budget too large to run out
+-- loses nothing to this.
 local closing = 0.1
 
 local function num(field)
@@ -125,7 +127,7 @@ else
       -- nobody knows the budget: one probe for the whole fleet
       if n_normal > 0 then got_n = 1 else got_b = 1 end
     end
-  elseif reset and now >= reset - margin - closing then
+  elseif reset and now >= reset - margin - closing and limit and tokens < limit / 2 then
     opens_n, opens_b = reset, reset
   else
     local floor = 0
