@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "micro": ("benchmarks.micro", "CPU per call layer by layer: the pieces and a ladder of loops"),
     "profile": ("benchmarks.profile", "one client's loop under pyinstrument or cProfile"),
     "fleet": ("benchmarks.fleet", "processes sharing one budget through Redis (in `run` too)"),
+    "fleet-ha": (
+        "benchmarks.fleet_ha",
+        "the shared budget on Sentinel and Cluster, through failovers; writes FLEET_HA.md",
+    ),
     "scale": (
         "benchmarks.scale",
         "rotation at account scale (5,000 environments), killed and resumed; writes SCALE.md",

@@ -26,34 +26,11 @@ import os
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
+from benchmarks.gates import ACCOUNT_URL, WORKER, fake_server, generates
 from benchmarks.servers import redis_server
-from cldprov_async import CldProvisioning, Security
-
-WORKER = str(Path(__file__).with_name("fleet_worker.py"))
-ACCOUNT_URL = "account://fake-key:fake-secret@fake-account"
-
-
-@contextmanager
-def fake_server(*args: str) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cldprov_async.testing", *args], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("CLDPROV_FAKE_URL="):
-                yield line.split("=", 1)[1].strip()
-                return
-        raise RuntimeError("the fake server did not start")
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _workers(url: str, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,29 +128,12 @@ def reserve(subs: int = 24, limit: int = 40, window: float = 2.0) -> list[dict[s
     return records
 
 
-async def _generates(url: str, n: int, concurrency: int, rate_limit_url: str | None) -> float:
-    security = Security(provisioning_api_key="fake-key", provisioning_api_secret="fake-secret")
-    async with CldProvisioning(
-        "fake-account", security, server_url=url, rate_limit_url=rate_limit_url
-    ) as client:
-        slots = asyncio.Semaphore(concurrency)
-
-        async def one(i: int) -> None:
-            async with slots:
-                await client.access_keys.generate("sub-1")
-
-        await one(-1)  # the first answer tells the budget
-        started = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        return n / (time.perf_counter() - started)
-
-
 def throughput(n: int = 2000, concurrency: int = 64, rounds: int = 3) -> list[dict[str, Any]]:
     local_rps, shared_rps = [], []
     with fake_server("--rate-limit", "1000000/1") as url, redis_server() as redis_url:
         for _ in range(rounds):  # alternating, so drift hits both alike
-            local_rps.append(asyncio.run(_generates(url, n, concurrency, None)))
-            shared_rps.append(asyncio.run(_generates(url, n, concurrency, redis_url)))
+            local_rps.append(asyncio.run(generates(url, n, concurrency, None)))
+            shared_rps.append(asyncio.run(generates(url, n, concurrency, redis_url)))
     ratios = [s / lo for s, lo in zip(shared_rps, local_rps, strict=True)]
     return [
         {

@@ -5,12 +5,14 @@
 Modes: ``generate`` (n named generates, ``concurrency`` at a time), ``paced`` (a normal
 generate every ``every`` seconds for ``seconds``), ``rotate`` (``rotate_many`` over ``subs``).
 Credentials come from ``CLOUDINARY_ACCOUNT_URL``; the shared gate from ``rate_limit_url``.
+The library's log lines (info and up) come back too, as ``[epoch, level, message]``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 from typing import Any
@@ -18,7 +20,19 @@ from typing import Any
 from cldprov_async import CldProvisioning, RetryConfig
 
 
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[list[Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append([record.created, record.levelname, record.getMessage()])
+
+
 async def main(opts: dict[str, Any]) -> dict[str, Any]:
+    kept = _Kept()
+    logging.getLogger("cldprov_async").addHandler(kept)
+    logging.getLogger("cldprov_async").setLevel(logging.INFO)
     retry = RetryConfig(max_attempts=opts.get("max_attempts", 8), max_wait=opts["max_wait"])
     client = CldProvisioning(
         server_url=opts["server_url"],
@@ -80,6 +94,7 @@ async def main(opts: dict[str, Any]) -> dict[str, Any]:
         "max_call": max(durations, default=0.0),
         "sent": stats.sent,
         "rejected": stats.rejected,
+        "log": kept.lines,
     }
 
 

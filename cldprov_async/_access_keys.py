@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _telemetry as telemetry
+from ._backoff import backoff
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RetryConfig
-from ._gate import backoff
 from ._operation import Operations, Priority, call_options, segment
 from ._session import Query, Session
 from .errors import (

@@ -45,10 +45,15 @@ class CldProvisioning:
     Pass ``session`` to share an ``aiohttp.ClientSession``: the client then
     leaves it open on close.
 
-    ``rate_limit_url`` (else ``CLDPROV_RATE_LIMIT_URL``), a ``redis://``, ``rediss://`` or
-    ``unix://`` URL, shares the rate-limit budget with every process of the account through
-    Redis (needs ``cldprov-async[redis]``). Bulk calls (rotation, ``priority="bulk"``) leave
-    ``bulk_reserve`` of each window's limit to normal ones (0 turns the reserve off).
+    ``rate_limit_url`` (else ``CLDPROV_RATE_LIMIT_URL``) shares the rate-limit budget with
+    every process of the account through Redis (needs ``cldprov-async[redis]``): one server
+    (``redis://``, ``rediss://``, ``unix://``), Sentinel
+    (``redis+sentinel://[:password@]host:port[,host:port...]/SERVICE[/db]``) or Cluster
+    (``redis+cluster://[:password@]host:port[,host:port...]``), ``?prefix=NAME`` to keep
+    budgets apart. Or pass ``rate_limit_redis``, a ``redis.asyncio.Redis`` or ``RedisCluster``
+    you built: it stays yours (never closed by the client). Bulk calls (rotation,
+    ``priority="bulk"``) leave ``bulk_reserve`` of each window's limit to normal ones (0 turns
+    the reserve off).
 
     ``clock`` (default: the system's) is "now" for rotation decisions, for reading the
     server's reset dates and for the ping verifier's backoff; give the client and the fake
@@ -57,7 +62,8 @@ class CldProvisioning:
 
     The key cache (``client.key_cache``) remembers what key listings said (never a secret)
     so that audits and age-filtered rotations list only the environments whose keys
-    changed. It lives in the Redis of ``rate_limit_url`` when one is set, else in a file
+    changed. It lives in the fleet's Redis (``rate_limit_url`` or ``rate_limit_redis``) when
+    one is set, else in a file
     under ``key_cache_dir`` (default ``$XDG_CACHE_HOME/cldprov-async``, else
     ``~/.cache/cldprov-async``); a given ``key_cache_dir`` wins over Redis. Entries are
     trusted for at most ``key_cache_ttl`` (7 days, of the client's clock).
@@ -80,6 +86,7 @@ class CldProvisioning:
         env: Mapping[str, str] | None = None,
         rate_limit_url: str | None = None,
         bulk_reserve: float = 0.1,
+        rate_limit_redis: object = None,
         clock: Clock | None = None,
         key_cache: bool = True,
         key_cache_dir: str | os.PathLike[str] | None = None,
@@ -88,7 +95,9 @@ class CldProvisioning:
         account_id, security = resolve_credentials(account_id, security, env)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else check_clock(clock)
         bulk_reserve = check_bulk_reserve(bulk_reserve)
-        if rate_limit_url is None:
+        if rate_limit_redis is not None and rate_limit_url is not None:
+            raise ValueError("pass rate_limit_url or rate_limit_redis, not both")
+        if rate_limit_url is None and rate_limit_redis is None:
             rate_limit_url = (os.environ if env is None else env).get(_fleet.ENV) or None
         fleet = None if rate_limit_url is None else _fleet.parse(rate_limit_url)
         base_url = resolve_server_url(region, server_url)
@@ -116,27 +125,33 @@ class CldProvisioning:
                 f"key_cache_dir must be a path or None, not {type(key_cache_dir).__name__}"
             )
         host = f"{base_url.host}:{base_url.port}"
+        target = None
+        if rate_limit_redis is not None:
+            target = _fleet.FleetTarget(adopted=_fleet.adopt(rate_limit_redis))
+        elif fleet is not None:
+            target = _fleet.FleetTarget(url=fleet)
         cache: KeyCache | None = None
         if key_cache:
             cache = open_key_cache(
                 account_id=account_id,
                 server=host,
                 directory=None if key_cache_dir is None else Path(key_cache_dir),
-                fleet=fleet,
+                fleet=target,
                 ttl=key_cache_ttl,
             )
         self.account_id = account_id
         self.server_url = base_url
         #: The fraction of each window's limit bulk work leaves to normal calls.
         self.bulk_reserve = bulk_reserve
-        self._fleet_url = fleet
+        self._fleet = target
         self._host = host
         self._secret = security.provisioning_api_secret
         self._closables: list[PingVerifier] = []
         limiter: Gate = RateLimiter(bulk_reserve=bulk_reserve, wall=self.clock)
-        if fleet is not None:
+        if target is not None:
             limiter = _fleet.make_gate(
-                fleet,
+                target.connect(),
+                prefix=target.prefix,
                 host=host,
                 account_id=account_id,
                 bulk_reserve=bulk_reserve,
@@ -219,7 +234,7 @@ class CldProvisioning:
         Returns:
             The ``RotationLock`` (not yet taken).
         """
-        return RotationLock(self._host, self.account_id, fleet=self._fleet_url, directory=directory)
+        return RotationLock(self._host, self.account_id, fleet=self._fleet, directory=directory)
 
     @property
     def key_cache(self) -> KeyCache | None:

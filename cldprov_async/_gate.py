@@ -12,7 +12,9 @@ Retrying each call on its own would hammer the server with requests it will reje
 * bulk calls (rotation, ``priority="bulk"``) leave ``ceil(limit * bulk_reserve)`` of each
   window to normal ones, and queue apart from them, so a rotation never starves a service.
 
-``Gate`` is the interface the middleware drives; ``_fleet.SharedGate`` is the other one.
+``Gate`` is the interface the middleware drives; ``_fleet.SharedGate`` is the other one. While
+a fleet's shared budget is out of reach, its in-process gate keeps to one process's share of
+the window (``share``) and hands its queue back when the fleet rejoins (``hand_over``).
 
 Imports: the snapshot, telemetry's log attributes, config and errors only; the middleware
 drives it.
@@ -32,45 +34,16 @@ from typing import Protocol
 
 from attrs import define
 
+from ._backoff import RATE_LIMITED, RESET_MARGIN, rejection_wait
 from ._config import RetryConfig
-from ._snapshot import RateLimit, Said, parse_budget, parse_rate_limit, retry_after_seconds
+from ._snapshot import RateLimit, Said, parse_budget
 from ._telemetry import log_extra
 from .errors import RateLimitedError
 
 log = logging.getLogger("cldprov_async")
 
-RATE_LIMITED = frozenset({420, 429})
 #: Gate waits at least this long (seconds) are logged as warnings, not silently slept.
 _LONG_WAIT = 10.0
-#: Send a hair after the server's reset, not a hair before it.
-RESET_MARGIN = 0.05
-
-
-def backoff(config: RetryConfig, n: int, rng: random.Random) -> float:
-    """Full jitter: uniform in [0, min(max, initial * 2**n)]."""
-    return rng.uniform(0.0, min(config.backoff_max, config.backoff_initial * (2.0**n)))
-
-
-def rejection_wait(
-    headers: Mapping[str, str],
-    n: int,
-    retry: RetryConfig,
-    rng: random.Random,
-    now_wall: float | None = None,
-) -> float:
-    """Seconds a 420/429 closes the gate: ``Retry-After``, else the reset, else a backoff.
-
-    ``now_wall`` is the wall clock the server's dates are read against (``time.time()``).
-    """
-    if now_wall is None:
-        now_wall = time.time()
-    wait = retry_after_seconds(headers, now_wall)
-    if wait is None:
-        seen = parse_rate_limit(headers)
-        if seen is not None and seen.reset_at is not None:
-            ahead = seen.reset_at.timestamp() - now_wall
-            wait = ahead + RESET_MARGIN if ahead > 0 else None
-    return backoff(retry, n, rng) if wait is None else wait
 
 
 @define
@@ -143,6 +116,10 @@ class RateLimiter:
         self._unlimited = False
         self._in_flight = 0
         self._window = 1.0
+        self._members: int | None = None  # sharing the window with this many processes
+        self._counted_at = -2.0  # the window (its end) whose rejection counted one more
+        self._accepted = 0  # while keeping to a share: this window's requests answered 2xx
+        self._closes: float | None = None  # loop time: no new window from then (a rejoin)
         self._waiters: deque[tuple[asyncio.Future[None], float]] = deque()  # (fut, deadline)
         self._bulk_waiters: deque[tuple[asyncio.Future[None], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -160,7 +137,104 @@ class RateLimiter:
         """Tokens a call must leave: the reserve, for bulk calls once the window is known."""
         if not bulk or self._reset is None:
             return 0
-        return reserve_of(self._limit, self.bulk_reserve)
+        return reserve_of(self._per_window(), self.bulk_reserve)
+
+    def _per_window(self) -> int | None:
+        """The permits of a window: the limit, or this process's share of it."""
+        if self._limit is None or self._members is None:
+            return self._limit
+        return self._limit // self._members
+
+    def share(
+        self,
+        members: int | None,
+        *,
+        limit: int | None = None,
+        tokens: int | None = None,
+        reset_at: float | None = None,
+    ) -> None:
+        """Keep to one process's share of a budget that ``members`` processes share.
+
+        A fleet's process falls back to this gate while the shared budget is out of reach:
+        ``limit // members`` permits a window, and in a window it did not see start, its
+        share of what the server says is left.
+
+        Args:
+            members: The processes sharing the budget; None lifts the share.
+            limit: The last known limit of a window.
+            tokens: This process's share of what the current window has left.
+            reset_at: When the current window ends (wall seconds); with ``tokens``.
+        """
+        self._members = None if members is None else max(1, members)
+        self._closes = None
+        if members is None:
+            return
+        if limit is not None:
+            self._limit = limit
+            self._unlimited = False
+        now_wall = self.wall()
+        if tokens is not None and reset_at is not None and reset_at > now_wall:
+            loop_now = asyncio.get_running_loop().time()
+            self._reset = loop_now + (reset_at - now_wall) + RESET_MARGIN
+            self._tokens = max(0, tokens - self._in_flight)
+        else:  # the current window is unknown: one probe asks the server
+            self._reset = None
+            self._tokens = None
+
+    def at_least(self, members: int) -> None:
+        """While keeping to a share: more processes share the window than this one saw, so
+        its share shrinks, this window included.
+
+        Args:
+            members: How many processes share the window, at least.
+        """
+        if self._members is None or members <= self._members:
+            return
+        before = self._per_window()
+        self._members = members
+        after = self._per_window()
+        if self._tokens is not None and before is not None and after is not None:
+            self._tokens = max(0, self._tokens - (before - after))
+
+    def one_more(self) -> None:
+        """A rejection while keeping to a share: the processes take more than this one thinks
+        (some it never saw). Once a window, count more of them: one more, or as many as
+        ``limit / the requests of this process the window accepted`` says, at most twice as
+        many as before."""
+        window = -1.0 if self._reset is None else self._reset
+        if self._members is None or window == self._counted_at:
+            return
+        self._counted_at = window
+        guess = self._members + 1
+        if self._limit:
+            guess = max(guess, math.ceil(self._limit / max(1, self._accepted)))
+        self.at_least(min(guess, 2 * self._members))
+
+    def close_at(self, wall: float | None) -> None:
+        """Open no window that starts at ``wall`` or later: a fleet rejoins its shared budget
+        then, and this gate's callers are handed over (``hand_over``), even when the hand-over
+        runs a little late.
+
+        Args:
+            wall: Wall seconds; None opens windows again.
+        """
+        if wall is None:
+            self._closes = None
+            self._wake(jitter=True)
+            return
+        self._closes = asyncio.get_running_loop().time() + (wall - self.wall())
+
+    def hand_over(self, error: type[BaseException]) -> None:
+        """Raise ``error`` in every queued caller: another gate takes them over.
+
+        Args:
+            error: The exception class to raise (its caller catches it and queues elsewhere).
+        """
+        for waiters in (self._waiters, self._bulk_waiters):
+            while waiters:
+                fut = waiters.popleft()[0]
+                if not fut.done():
+                    fut.set_exception(error())
 
     def _try_take(self, now: float, bulk: bool = False) -> bool:
         if now < self._blocked_until:
@@ -169,8 +243,12 @@ class RateLimiter:
             self._in_flight += 1
             return True
         if self._reset is not None and now >= self._reset:
+            if self._closes is not None and now >= self._closes:
+                return False  # the fleet rejoins: no new window here
             # The window rolled: assume the last known limit, minus what may land in it.
-            self._tokens = None if self._limit is None else max(0, self._limit - self._in_flight)
+            per_window = self._per_window()
+            self._tokens = None if per_window is None else max(0, per_window - self._in_flight)
+            self._accepted = 0
             self._reset = None
         if self._tokens == 0 and self._reset is None and self._in_flight == 0:
             self._tokens = None  # nobody left to tell us the new window: probe
@@ -342,6 +420,8 @@ class RateLimiter:
     def on_answer(self, headers: Mapping[str, str] | None, status: int = 0) -> None:
         """An attempt finished: with the response's status and headers, or None if it failed."""
         self._in_flight -= 1
+        if self._members is not None and 200 <= status < 300:
+            self._accepted += 1
         said = parse_budget(headers) if headers is not None else None
         if said is not None:
             self._learn(said)
@@ -371,9 +451,17 @@ class RateLimiter:
         if reset is not None and (self._reset is None or reset > self._reset + 0.5):
             if self._reset is not None and reset - self._reset < 3600:
                 self._window = reset - self._reset
+            if self._members is not None:
+                self._accepted = 0 if self._reset is not None else self._accepted
+                if self._reset is None and self._tokens is not None:
+                    fresh = min(fresh, self._tokens)  # rolled into it: the share counted since
+                else:  # a window seen already started: a share of what is left
+                    fresh = max(0, min(fresh, remaining // self._members - self._in_flight))
             self._reset = reset
             self._tokens = fresh
         else:
+            if self._members is not None:  # of what the fleet has left, a share at most
+                fresh = max(0, min(fresh, remaining // self._members - self._in_flight))
             self._tokens = fresh if self._tokens is None else min(self._tokens, fresh)
 
     def on_rejected(self, headers: Mapping[str, str], n: int, retry: RetryConfig) -> float:

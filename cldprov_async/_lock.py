@@ -1,12 +1,13 @@
 """``RotationLock``: one rotation at a time per account and server.
 
 Two runs writing to one account's keys at once could each make a key for the same due date.
-The lock is keyed on (server host, account id). With a ``rate_limit_url`` it is a Redis lease
-(``SET NX PX``, renewed while held, released by compare-and-delete; plain commands on one
-hash-tagged key, so it works on Redis Cluster too): a holder that dies stops renewing and the
-lease expires. Without one it is a lock file held with ``fcntl.flock``, which the kernel
-releases when its holder dies. Either way the holder's host and process id are recorded (never
-a credential), so a refusal can name them.
+The lock is keyed on (server host, account id). With a fleet Redis (``rate_limit_url`` or
+``rate_limit_redis``) it is a Redis lease (``SET NX PX``, renewed while held, released by
+compare-and-delete in a script; one key in the budget's hash slot, so it works on Sentinel and
+Cluster too): a holder that dies stops renewing and the lease expires. Without one it is a
+lock file held with ``fcntl.flock``, which the kernel releases when its holder dies. Either
+way the holder's host and process id are recorded (never a credential), so a refusal can name
+them.
 
 Where the lock files live: ``$CLDPROV_LOCK_DIR``, else ``$XDG_RUNTIME_DIR/cldprov-async``,
 else ``$XDG_CACHE_HOME/cldprov-async`` (``~/.cache/cldprov-async``).
@@ -38,6 +39,11 @@ log = logging.getLogger("cldprov_async")
 LOCK_DIR_ENV = "CLDPROV_LOCK_DIR"
 #: Seconds a Redis lease lives without renewal (it is renewed every third of that).
 LEASE_TTL = 30.0
+#: Compare-and-renew and compare-and-delete: the lease is ours only while it holds our value.
+_RENEW = """if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"""
+_RELEASE = """if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1]) else return 0 end"""
 
 
 def lock_directory() -> Path:
@@ -60,7 +66,7 @@ class RotationLock:
     Args:
         host: the API server's ``host:port``.
         account_id: the account.
-        fleet: the Redis of a ``rate_limit_url`` (None: a lock file on this machine).
+        fleet: the fleet's Redis (None: a lock file on this machine).
         directory: where the lock file goes (default: ``lock_directory()``).
         ttl: seconds a Redis lease outlives its last renewal.
 
@@ -74,12 +80,14 @@ class RotationLock:
         host: str,
         account_id: str,
         *,
-        fleet: _fleet.FleetURL | None = None,
+        fleet: _fleet.FleetTarget | _fleet.FleetURL | None = None,
         directory: str | Path | None = None,
         ttl: float = LEASE_TTL,
     ) -> None:
         self.host = host
         self.account_id = account_id
+        if isinstance(fleet, _fleet.FleetURL):
+            fleet = _fleet.FleetTarget(url=fleet)
         self._fleet = fleet
         self._directory = None if directory is None else Path(directory)
         self._ttl_ms = int(ttl * 1000)
@@ -169,11 +177,13 @@ class RotationLock:
 
     # -- a Redis lease -------------------------------------------------------------------------
 
-    def _key(self, fleet: _fleet.FleetURL) -> str:
-        return f"{_fleet.namespace(fleet.prefix, self.host, self.account_id)}:rotation-lock"
+    def _key(self, fleet: _fleet.FleetTarget) -> str:
+        tag = _fleet.budget_tag(fleet.prefix, self.host, self.account_id)
+        return _fleet.fleet_key(tag, "rotation-lock")  # in the budget's hash slot
 
-    async def _take_lease(self, fleet: _fleet.FleetURL) -> None:
-        redis = _fleet.connect(fleet)
+    async def _take_lease(self, fleet: _fleet.FleetTarget) -> None:
+        client = fleet.connect()
+        redis = client.redis
         key = self._key(fleet)
         value = json.dumps({**self.me, "token": secrets.token_hex(8)})
         try:
@@ -182,16 +192,15 @@ class RotationLock:
                 holder = None if taken else await redis.get(key)
         except Exception as exc:
             with contextlib.suppress(Exception):
-                await redis.aclose()
+                await client.aclose()
             raise RotationLockError(
-                f"the rotation lock's Redis at {_fleet.where(redis)} did not answer"
-                f" ({type(exc).__name__})"
+                f"the rotation lock's Redis at {client.where} did not answer ({type(exc).__name__})"
             ) from None
         if not taken:
             with contextlib.suppress(Exception):
-                await redis.aclose()
-            raise self._refusal(holder)
-        self._redis, self._value = redis, value
+                await client.aclose()
+            raise self._refusal(holder.decode() if isinstance(holder, bytes) else holder)
+        self._redis, self._value = client, value
         self._renewer = asyncio.get_running_loop().create_task(self._renew(key, value))
 
     async def _renew(self, key: str, value: str) -> None:
@@ -199,7 +208,7 @@ class RotationLock:
             await asyncio.sleep(self._ttl_ms / 3000)
             try:
                 async with asyncio.timeout(2 * _fleet.REDIS_TIMEOUT):
-                    kept = await self._if_ours(self._redis, key, value, "pexpire")
+                    kept = await self._if_ours(self._redis.redis, key, value, "pexpire")
             except Exception as exc:
                 log.warning("could not renew the rotation lock (%s)", type(exc).__name__)
                 continue
@@ -208,24 +217,11 @@ class RotationLock:
                 return
 
     async def _if_ours(self, redis: Any, key: str, value: str, action: str) -> bool:
-        """Compare and ``pexpire``/``delete``, in one WATCH/MULTI transaction on one key."""
-        from redis.exceptions import WatchError  # the extra is installed: a fleet URL was given
-
-        async with redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(key)
-                if await pipe.get(key) != value:
-                    await pipe.unwatch()
-                    return False
-                pipe.multi()
-                if action == "pexpire":
-                    pipe.pexpire(key, self._ttl_ms)
-                else:
-                    pipe.delete(key)
-                await pipe.execute()
-            except WatchError:
-                return False
-        return True
+        """Compare and ``pexpire``/``delete`` in one script on one key (atomic, and allowed
+        on Redis Cluster, where the key's slot decides the node)."""
+        script = _RENEW if action == "pexpire" else _RELEASE
+        done = await redis.eval(script, 1, key, value, self._ttl_ms)
+        return bool(done)
 
     async def _drop_lease(self) -> None:
         value, self._value = self._value, None
@@ -239,7 +235,7 @@ class RotationLock:
             return
         try:
             async with asyncio.timeout(2 * _fleet.REDIS_TIMEOUT):
-                await self._if_ours(redis, self._key(self._fleet), value, "delete")
+                await self._if_ours(redis.redis, self._key(self._fleet), value, "delete")
         except Exception as exc:  # it expires by itself
             log.warning("could not release the rotation lock (%s)", type(exc).__name__)
         finally:

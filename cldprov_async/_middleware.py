@@ -24,8 +24,9 @@ from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from attrs import define, field
 
 from . import _telemetry as telemetry
+from ._backoff import RATE_LIMITED, backoff
 from ._config import RetryConfig
-from ._gate import RATE_LIMITED, Gate, backoff
+from ._gate import Gate
 from ._slots import Slots
 from ._watchdog import Watchdog
 from .errors import (

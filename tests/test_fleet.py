@@ -8,7 +8,6 @@ server served from a thread of this one, and assert on what the server received.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import signal
@@ -17,20 +16,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from fleet_run import SECRET, result, spawn
 
 from benchmarks.servers import redis_command
 from cldprov_async import CldProvisioning, RateLimitedError, RetryConfig
 from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
 
 pytestmark = pytest.mark.slow
-
-WORKER = str(Path(__file__).parent.parent / "benchmarks" / "fleet_worker.py")
-SECRET = "fleet-secret-zz9"
 
 
 def free_port() -> int:
@@ -106,24 +102,6 @@ def fake() -> Iterator[FakeProvisioningServer]:
     )
     with server.run_in_thread():
         yield server
-
-
-def spawn(fake: FakeProvisioningServer, **opts: Any) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "CLOUDINARY_ACCOUNT_URL": f"account://{fake.api_key}:{SECRET}@{fake.account_id}",
-    }
-    opts = {"server_url": fake.url, "max_wait": 30.0, **opts}
-    return subprocess.Popen(
-        [sys.executable, WORKER, json.dumps(opts)], stdout=subprocess.PIPE, env=env, text=True
-    )
-
-
-def result(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out
-    data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return data
 
 
 def sent_by(fake: FakeProvisioningServer, tag: str) -> int:

@@ -104,8 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rate-limit-url",
         metavar="URL",
-        help="redis://, rediss:// or unix:// URL of a rate-limit budget shared with other"
-        " processes (default: $CLDPROV_RATE_LIMIT_URL; needs cldprov-async[redis])",
+        help="the Redis of a rate-limit budget shared with other processes: redis://,"
+        " rediss://, unix://, redis+sentinel://HOST:PORT[,...]/SERVICE or"
+        " redis+cluster://HOST:PORT[,...] (default: $CLDPROV_RATE_LIMIT_URL;"
+        " needs cldprov-async[redis])",
     )
     parser.add_argument(
         "--bulk-reserve",

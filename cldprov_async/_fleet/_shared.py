@@ -1,8 +1,8 @@
 """``SharedGate``: the rate-limit gate of a whole fleet, kept in Redis.
 
 Every process of the fleet (same server host, account and prefix) takes its send permits
-from one budget held in Redis by one Lua script (``_script``): one probe for the fleet
-until the budget is known, requests in flight counted fleet-wide as leases that expire
+from one budget held in Redis by one Lua script (``_store``, ``_script``): one probe for the
+fleet until the budget is known, requests in flight counted fleet-wide as leases that expire
 (attempt timeout, or 60 s), what answers say (remaining, reset, limit, a 420/429) folded
 into the shared state, and bulk calls leaving the reserve to normal ones.
 
@@ -12,89 +12,61 @@ round trip), and the lease releases of finished requests ride along with the nex
 Waiting processes sleep until the shared window reopens, plus jitter, or poll with jitter
 while they wait on answers from elsewhere.
 
-Redis never breaks a call: each Redis call has a short timeout; on any failure this
-process falls back to its own in-process gate (one warning), probes Redis in the
-background, and rejoins the shared gate when it answers again.
+Redis never breaks a call: each Redis call has a short timeout, and a gap (Redis down,
+stalled, failing over) is handled by ``_gap.Gap``: this process keeps to its share of the
+window in its own gate until the fleet rejoins, together, at a window boundary.
 
-Imports: the in-process gate, snapshot, config and errors; ``_script``.
+Imports: the in-process gate, snapshot, config and errors; ``_store``, ``_gap``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import os
-import secrets
 import time
 from collections import deque
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any
 
-from attrs import frozen
-
+from .._backoff import RATE_LIMITED, rejection_wait
 from .._config import RetryConfig
-from .._gate import RATE_LIMITED, RateLimiter, RateLimitStats, rejection_wait
+from .._gate import RateLimiter, RateLimitStats
 from .._snapshot import RateLimit, parse_rate_limit
-from ._script import SCRIPT
+from ._connect import SLOW_TIMEOUT
+from ._gap import Gap, HandedBack
+from ._store import BudgetStore, Reply
 
 log = logging.getLogger("cldprov_async")
 
-#: Seconds each Redis call may take before this process falls back to its own gate.
-REDIS_TIMEOUT = 0.5
 #: Permits a process may hold beyond what its callers wait for, while the budget is large.
 BATCH = 64
-#: Seconds between attempts to rejoin Redis (jittered to 0.5x-1.5x).
-REJOIN_EVERY = 1.0
-#: Shared state outlives the longest (hourly) window.
-STATE_TTL = 7200
 #: Jitter (seconds) on waking at a reopened window: one pump per process wakes, not every
 #: caller, so a little spreads the fleet's processes enough.
 SPREAD = 0.03
 #: Seconds a process holds a permit nobody asked for before giving it back.
 HOLD_FOR = 0.5
+#: At most this many strings of records wait for Redis to come back (leases expire anyway).
+MAX_RECORDS = 50_000
 _LOCAL = "local"  # a permit from the in-process gate
 _Waiter = tuple["asyncio.Future[str | None]", float, bool]  # (fut, deadline, bulk)
 
 
-@frozen
-class _Grant:
-    normal: list[str]
-    bulk: list[str]
-    opens_n: float  # wall time the window reopens for normal calls, -1 when unknown
-    opens_b: float
-
-
-def namespace(prefix: str, host: str, account_id: str) -> str:
-    """The keys' common stem; the braces keep both keys in one Redis Cluster slot."""
-    return f"cldprov:{{{prefix}:{host}:{account_id}}}"
-
-
 class SharedGate:
-    """A gate with the in-process gate's interface, its budget shared through Redis."""
+    """A gate with the in-process gate's interface, its budget shared through Redis.
 
-    def __init__(
-        self,
-        redis: Any,
-        ns: str,
-        *,
-        bulk_reserve: float,
-        lease_ttl: float,
-        where: str,
-    ) -> None:
+    Args:
+        store: The budget's keys and script on the fleet's Redis.
+        bulk_reserve: The fraction of each window bulk calls leave to normal ones.
+    """
+
+    def __init__(self, store: BudgetStore, *, bulk_reserve: float) -> None:
         self.local = RateLimiter(bulk_reserve=bulk_reserve)
         self.stats: RateLimitStats = self.local.stats
         self.rng = self.local.rng
         self.bulk_reserve = self.local.bulk_reserve
-        self._redis = redis
-        self._script = redis.register_script(SCRIPT)
-        self._keys = [f"{ns}:state", f"{ns}:leases"]
-        self._lease_ttl = lease_ttl
-        self._where = where  # host:port for messages, never the password
-        self._owner = f"{os.getpid()}-{secrets.token_hex(4)}"
-        self._seq = itertools.count()
+        self.store = store
+        self.gap = Gap(self)
         self._lease: ContextVar[str | None] = ContextVar("cldprov_lease", default=None)
         self._snapshot: RateLimit | None = None
         self._held: list[tuple[str, float]] = []  # (lease, loop time granted)
@@ -102,14 +74,14 @@ class SharedGate:
         self._waiters: deque[_Waiter] = deque()
         self._blocked_until = 0.0  # loop time: a 420/429 this process saw
         self._shared = True
+        self._closed = False
         self._pump: asyncio.Task[None] | None = None
         self._flush: asyncio.Task[None] | None = None
-        self._rejoin: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
 
     @property
     def shared(self) -> bool:
-        """True while the budget is Redis's; False while this process falls back to its own."""
+        """True while the budget is Redis's; False while this process keeps to its own share."""
         return self._shared
 
     @property
@@ -135,27 +107,38 @@ class SharedGate:
         loop = asyncio.get_running_loop()
         if self.try_acquire(loop.time(), bulk):
             return
-        lease: str | None = None
-        if self._shared:
-            fut: asyncio.Future[str | None] = loop.create_future()
-            self._waiters.append((fut, deadline, bulk))
-            self._start_pump()
-            started = loop.time()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    lease = await fut
-            except TimeoutError:
-                self._abandon(fut)
-                raise self.local.too_far(0.0, self.snapshot) from None
-            except BaseException:
-                self._abandon(fut)
-                raise
-            finally:
-                self.stats.waited_seconds += loop.time() - started
-        if lease is None:  # Redis failed: this process's own gate decides
-            await self.local.acquire(deadline, method, path, bulk, operation)
-            lease = _LOCAL
-        self._lease.set(lease)
+        while True:
+            if self._shared:
+                lease = await self._wait_shared(loop, deadline, bulk)
+                if lease is not None:
+                    self._lease.set(lease)
+                    return
+            try:  # a gap: this process's own gate, held to its share, decides
+                await self.local.acquire(deadline, method, path, bulk, operation)
+            except HandedBack:  # the fleet rejoined while this call queued
+                continue
+            self._lease.set(_LOCAL)
+            return
+
+    async def _wait_shared(
+        self, loop: asyncio.AbstractEventLoop, deadline: float, bulk: bool
+    ) -> str | None:
+        """A lease from the pump, or None when a gap began meanwhile."""
+        fut: asyncio.Future[str | None] = loop.create_future()
+        self._waiters.append((fut, deadline, bulk))
+        self._start_pump()
+        started = loop.time()
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await fut
+        except TimeoutError:
+            self._abandon(fut)
+            raise self.local.too_far(0.0, self.snapshot) from None
+        except BaseException:
+            self._abandon(fut)
+            raise
+        finally:
+            self.stats.waited_seconds += loop.time() - started
 
     def _abandon(self, fut: asyncio.Future[str | None]) -> None:
         if fut.done() and not fut.cancelled() and fut.exception() is None:
@@ -175,10 +158,12 @@ class SharedGate:
         self._lease.set(None)
         if lease == _LOCAL or lease is None:
             self.local.on_answer(headers, status)
+            self.gap.saw(self.local.snapshot)
             return
         seen = parse_rate_limit(headers) if headers is not None else None
         if seen is not None:
             self._snapshot = seen
+            self.gap.saw(seen)
             reset = -1.0 if seen.reset_at is None else seen.reset_at.timestamp()
             self._record("a", lease, _n(seen.remaining), reset, _n(seen.limit))
         elif headers is not None and status < 500 and status not in RATE_LIMITED:
@@ -188,6 +173,7 @@ class SharedGate:
 
     def on_rejected(self, headers: Mapping[str, str], n: int, retry: RetryConfig) -> float:
         if not self._shared:
+            self.local.one_more()
             return self.local.on_rejected(headers, n, retry)
         self.stats.rejected += 1
         wait = rejection_wait(headers, n, retry, self.rng)
@@ -201,9 +187,9 @@ class SharedGate:
         return wait
 
     def _record(self, kind: str, lease: str, a: float = -1, b: float = -1, c: float = -1) -> None:
-        if len(self._records) < 50_000:  # while Redis is away, keep what fits; leases expire
+        if len(self._records) < MAX_RECORDS:  # while Redis is away, keep what fits
             self._records += (kind, lease, repr(a), repr(b), repr(c))
-        if not self._shared:
+        if not self._shared or self._closed:
             return
         if self._pump is not None and not self._pump.done():
             if self._wakeup is not None:
@@ -214,44 +200,44 @@ class SharedGate:
     async def _flush_soon(self) -> None:
         await asyncio.sleep(0.002)  # let the answers landing together go in one call
         if self._records and self._shared:
-            await self._call(0, 0, 0)
+            await self.call(0, 0, 0)
 
     # -- talking to Redis ------------------------------------------------------------------
 
-    async def _call(self, n_normal: int, n_bulk: int, n_extra: int) -> _Grant | None:
-        """One script run; None when Redis failed (and this process fell back)."""
+    async def call(
+        self, n_normal: int, n_bulk: int, n_extra: int, proposal: float = -1.0
+    ) -> Reply | None:
+        """One script run with the records so far; None when it failed (a gap began) or
+        when the reply says the fleet keeps to its shares (a gap it joins). Only calls
+        that grant permits are held to ``REDIS_TIMEOUT``: callers wait on them."""
         records, self._records = self._records, []
-        now = time.time()
-        first = next(self._seq)
-        total = n_normal + n_bulk + n_extra
-        for _ in range(max(0, total - 1)):
-            next(self._seq)
-        args: list[Any] = [
-            repr(now),
-            repr(now + self._lease_ttl),
-            n_normal,
-            n_bulk,
-            n_extra,
-            repr(self.bulk_reserve),
-            self._owner,
-            first,
-            STATE_TTL,
-            int(self._lease_ttl) + 60,
-            *records,
-        ]
+        self.gap.start()
         try:
-            async with asyncio.timeout(REDIS_TIMEOUT):
-                got = await self._script(keys=self._keys, args=args)
+            reply = await self.store.run(
+                n_normal,
+                n_bulk,
+                n_extra,
+                records,
+                bulk_reserve=self.bulk_reserve,
+                proposal=proposal,
+                patient=n_normal + n_bulk == 0,  # nobody waits on it
+            )
         except Exception as exc:  # any Redis trouble: never the caller's
-            self._fall_back(exc)
+            self._records = (records + self._records)[:MAX_RECORDS]
+            self.gap.lost(exc)
             return None
-        g_n, g_b, g_e = int(got[0]), int(got[1]), int(got[2])
-        leases = [f"{self._owner}:{first + k}" for k in range(g_n + g_b + g_e)]
-        if g_e:
+        except BaseException:  # cancelled (closing): the records go with the last call
+            self._records = (records + self._records)[:MAX_RECORDS]
+            raise
+        self.gap.heard(reply)
+        if reply.extra:
             loop = asyncio.get_running_loop()
-            self._held += [(lease, loop.time()) for lease in leases[g_n + g_b :]]
+            self._held += [(lease, loop.time()) for lease in reply.extra]
             loop.call_later(HOLD_FOR + 0.01, self._drop_stale)
-        return _Grant(leases[:g_n], leases[g_n : g_n + g_b], float(got[3]), float(got[4]))
+        if reply.rejoin is not None and reply.rejoin > time.time() and self._shared:
+            self.gap.joined(reply)  # others are back from a gap: keep to a share with them
+            return None
+        return reply
 
     def _drop_stale(self) -> None:
         """Give back held permits nobody used for a while: the fleet may need them."""
@@ -274,18 +260,18 @@ class SharedGate:
             await self._pump_once()
         except Exception as exc:  # a bug of ours must not strand the waiters: fall back
             log.exception("the shared rate-limit gate failed")
-            self._fall_back(exc)
+            self.gap.lost(exc)
 
     async def _pump_once(self) -> None:
         loop = asyncio.get_running_loop()
         assert self._wakeup is not None
-        while self._shared:
+        while self._shared and not self._closed:
             normal = [w for w in self._waiters if w[2] is False and not w[0].done()]
             bulk = [w for w in self._waiters if w[2] is True and not w[0].done()]
             self._waiters = deque(normal + bulk)
             if not self._waiters:
                 if self._records:
-                    await self._call(0, 0, 0)
+                    await self.call(0, 0, 0)
                     continue  # callers may have queued meanwhile, counting on this pump
                 return
             now = loop.time()
@@ -301,10 +287,10 @@ class SharedGate:
             normal = [w for w in self._waiters if w[2] is False]
             bulk = [w for w in self._waiters if w[2] is True]
             extra = BATCH if len(normal) + len(bulk) > 1 else 0
-            got = await self._call(len(normal), len(bulk), extra)
+            got = await self.call(len(normal), len(bulk), extra)
             if got is None:
                 return
-            g_n, g_b, opens_n, opens_b = len(got.normal), len(got.bulk), got.opens_n, got.opens_b
+            g_n, g_b = len(got.normal), len(got.bulk)
             for (fut, _d, _b), lease in zip(
                 normal[:g_n] + bulk[:g_b], got.normal + got.bulk, strict=True
             ):
@@ -318,7 +304,7 @@ class SharedGate:
             if not left:
                 continue
             now_wall, now = time.time(), loop.time()
-            opens = [(opens_n if w[2] is False else opens_b) for w in left]
+            opens = [(got.opens_n if w[2] is False else got.opens_b) for w in left]
             for (fut, deadline, _b), at in zip(left, opens, strict=True):
                 if at > 0 and now + (at - now_wall) > deadline and not fut.done():
                     fut.set_exception(self.local.too_far(at - now_wall, self.snapshot))
@@ -335,52 +321,57 @@ class SharedGate:
             async with asyncio.timeout(max(0.0, seconds)):
                 await self._wakeup.wait()
 
-    # -- Redis faults ------------------------------------------------------------------------
+    # -- a gap: to this process's share and back ---------------------------------------------
 
-    def _fall_back(self, exc: BaseException) -> None:
-        if not self._shared:
-            return
+    def go_local(self, give_back: bool) -> None:
+        """Leave the shared budget: the callers waiting on it go to this process's own gate.
+
+        Args:
+            give_back: Redis answers (the fleet is on its shares): give held permits back.
+                Otherwise they are dropped, with the leases of this epoch.
+        """
         self._shared = False
-        log.warning(
-            "the shared rate-limit budget at %s is unreachable (%s): this process uses its"
-            " own gate until Redis answers again",
-            self._where,
-            type(exc).__name__,
-        )
+        if give_back:
+            for lease, _at in self._held:
+                self._record("g", lease)
+        else:  # a new epoch: Redis drops the leases of the last one when it answers again
+            self.store.epoch += 1
+            self._record("p", self.store.owner)
         self._held.clear()
         for fut, _d, _b in self._waiters:
             if not fut.done():
                 fut.set_result(None)  # to the in-process gate
         self._waiters.clear()
-        if self._rejoin is None or self._rejoin.done():
-            self._rejoin = asyncio.get_running_loop().create_task(self._try_rejoin())
 
-    async def _try_rejoin(self) -> None:
-        while not self._shared:
-            await asyncio.sleep(REJOIN_EVERY * self.rng.uniform(0.5, 1.5))
-            try:
-                async with asyncio.timeout(REDIS_TIMEOUT):
-                    await self._redis.ping()
-            except Exception:
-                continue
-            self._shared = True
-            log.info("the shared rate-limit budget at %s answers again: rejoined", self._where)
+    def go_shared(self) -> None:
+        """Back to the shared budget; the callers queued at this process's gate follow."""
+        self._shared = True
+        self.local.share(None)
+        seen = self.local.snapshot
+        if seen is not None and seen.reset_at is not None:  # what the server said last
+            self._record("a", "-", _n(seen.remaining), seen.reset_at.timestamp(), _n(seen.limit))
+        self.local.hand_over(HandedBack)
 
     async def aclose(self) -> None:
         """Give back held permits, stop the background tasks, close the Redis connections."""
-        for task in (self._pump, self._flush, self._rejoin):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-        if self._shared:
+        self._closed = True  # no new background task from here
+        tasks = {t for t in (self._pump, self._flush) if t is not None and not t.done()}
+        for task in tasks:
+            task.cancel()
+        if tasks:  # bounded, whatever redis-py does with a cancel
+            await asyncio.wait(tasks, timeout=SLOW_TIMEOUT)
+        await self.gap.stop()
+        if self.gap.started:  # in a gap too: if Redis answers, the records and the purge land
             for lease, _at in self._held:
                 self._record("g", lease)
             self._held.clear()
-            if self._records:
-                await self._call(0, 0, 0)
+            self._records += ("q", "-", "-1", "-1", "-1")  # off the members: shares grow
+            with contextlib.suppress(Exception):  # nobody waits on it: patient
+                records = self._records
+                await self.store.run(0, 0, 0, records, bulk_reserve=self.bulk_reserve, patient=True)
         with contextlib.suppress(Exception):
-            await self._redis.aclose()
+            async with asyncio.timeout(SLOW_TIMEOUT):
+                await self.store.fleet.aclose()
 
 
 def _n(value: int | None) -> int:

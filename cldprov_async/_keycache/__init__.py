@@ -201,7 +201,7 @@ def open_key_cache(
     account_id: str,
     server: str,
     directory: str | Path | None = None,
-    fleet: _fleet.FleetURL | None = None,
+    fleet: _fleet.FleetTarget | _fleet.FleetURL | None = None,
     ttl: timedelta = DEFAULT_TTL,
 ) -> KeyCache:
     """The cache for ``account_id`` on ``server`` (``host:port``): a file in ``directory``
@@ -209,12 +209,12 @@ def open_key_cache(
     ``default_directory()``. Nothing is read or connected until the first use."""
     store: Store
     if directory is None and fleet is not None:
-        url = fleet
-        key = f"{_fleet.namespace(url.prefix, server, account_id)}:keys"
+        target = _fleet.FleetTarget(url=fleet) if isinstance(fleet, _fleet.FleetURL) else fleet
+        key = _fleet.fleet_key(_fleet.budget_tag(target.prefix, server, account_id), "keys")
         store = RedisStore(
-            lambda: _fleet.connect(url, timeout=REDIS_CACHE_TIMEOUT),
+            lambda: target.connect(timeout=REDIS_CACHE_TIMEOUT),
             key,
-            where=_where(url),
+            where=_where(target),
             ttl=ttl,
         )
     else:
@@ -224,7 +224,13 @@ def open_key_cache(
     return KeyCache(store, ttl=ttl)
 
 
-def _where(url: _fleet.FleetURL) -> str:
-    """Where a Redis URL points, for messages: no credentials, no query."""
+def _where(target: _fleet.FleetTarget) -> str:
+    """Where the cache's Redis is, for messages: no credentials, no query."""
+    if target.adopted is not None:
+        return target.adopted.where
+    url = target.url
+    assert url is not None
+    if url.nodes:
+        return ",".join(f"{host}:{port}" for host, port in url.nodes)
     rest = url.url.split("://", 1)[-1].split("?", 1)[0]
     return rest.rpartition("@")[2] or rest

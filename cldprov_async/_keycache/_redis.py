@@ -41,7 +41,7 @@ class RedisStore:
     def _client(self) -> Any:
         if self._redis is None:
             self._redis = self._connect()
-        return self._redis
+        return self._redis.redis
 
     async def load(self, ids: Collection[str]) -> dict[str, object]:
         ids = list(ids)
