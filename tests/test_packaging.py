@@ -196,7 +196,7 @@ def test_the_wheel_is_typed_and_describes_itself(dist: dict[str, Path]) -> None:
     ]
 
 
-def test_the_sdist_holds_the_tests_readme_and_license(dist: dict[str, Path]) -> None:
+def test_the_sdist_holds_the_tests_docs_readme_and_license(dist: dict[str, Path]) -> None:
     with tarfile.open(dist["sdist"]) as sdist:
         names = {n.partition("/")[2] for n in sdist.getnames()}
     for wanted in (
@@ -208,6 +208,9 @@ def test_the_sdist_holds_the_tests_readme_and_license(dist: dict[str, Path]) -> 
         "tests/conftest.py",
         "tests/test_packaging.py",
         "tests/samples.py",
+        "mkdocs.yml",
+        "docs/hooks/cldprov_apiref.py",
+        "docs/guides/rotation.md",
     ):
         assert wanted in names
     assert not any(n.startswith((".venv/", "dist/")) for n in names)
