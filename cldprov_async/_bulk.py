@@ -124,6 +124,28 @@ def rotate_iter(
     ``dry_run`` sends only each environment's key listing and yields ``planned`` results.
     Arguments are checked here, before anything is sent. Closing the iterator (or cancelling
     its consumer) cancels the environments in flight; rerun with the same ``name`` to finish.
+
+    Args:
+        sub_account_ids: The environments: an iterable of ids, or an async iterable taken
+            lazily.
+        concurrency: Environments in flight at most.
+        name: The new keys' name, which identifies the run (reuse it to resume);
+            ``rotated-TIME-RANDOM`` when None.
+        retire: What happens to the old enabled keys: ``"disable"``, ``"delete"`` or
+            ``"keep"``.
+        verify: An async callable taking each new key, awaited before anything of that
+            environment retires; returning False or raising rejects the key.
+        retries: The retry budget of each call; by default the client's, with room to wait
+            for an hourly window.
+        max_age: Rotate only where the newest enabled key is older than this.
+        dry_run: Only list the keys and plan.
+
+    Returns:
+        An async iterator of one ``RotationResult`` per environment, as each completes.
+
+    Raises:
+        ValueError: An argument has a bad value (named in the message); nothing was sent.
+        TypeError: An argument has the wrong type (named in the message); nothing was sent.
     """
     if isinstance(sub_account_ids, str):
         raise TypeError("sub_account_ids must be an iterable of ids, not a str")
@@ -265,6 +287,29 @@ async def rotate_many(
     Built on ``rotate_iter`` (see it for ``max_age`` and ``dry_run``). One failure never
     stops the others. Calls wait out the rate limit's window (up to an hour by default)
     rather than fail: pass ``retries`` to choose another budget.
+
+    Args:
+        sub_account_ids: The environments' ids.
+        concurrency: Environments in flight at most.
+        on_progress: Called as ``on_progress(done, total, result)`` after each environment
+            (awaited if it returns an awaitable).
+        name: The new keys' name, which identifies the run (reuse it to resume);
+            ``rotated-TIME-RANDOM`` when None.
+        retire: What happens to the old enabled keys: ``"disable"``, ``"delete"`` or
+            ``"keep"``.
+        verify: An async callable taking each new key, awaited before anything of that
+            environment retires; returning False or raising rejects the key.
+        retries: The retry budget of each call; by default the client's, with room to wait
+            for an hourly window.
+        max_age: Rotate only where the newest enabled key is older than this.
+        dry_run: Only list the keys and plan.
+
+    Returns:
+        One ``RotationResult`` per id, in the order of ``sub_account_ids``.
+
+    Raises:
+        ValueError: An argument has a bad value (named in the message); nothing was sent.
+        TypeError: An argument has the wrong type (named in the message); nothing was sent.
     """
     if isinstance(sub_account_ids, str):
         sub_account_ids = [sub_account_ids]

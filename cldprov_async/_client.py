@@ -41,6 +41,46 @@ class CldProvisioning:
     ``unix://`` URL, shares the rate-limit budget with every process of the account through
     Redis (needs ``cldprov-async[redis]``). Bulk calls (rotation, ``priority="bulk"``) leave
     ``bulk_reserve`` of each window's limit to normal ones (0 turns the reserve off).
+
+    Nothing connects until the first call. Every argument is checked here, before any
+    connection is opened.
+
+    Args:
+        account_id: The account's id; from ``CLOUDINARY_ACCOUNT_URL`` when None.
+        security: The provisioning key and secret; from ``CLOUDINARY_ACCOUNT_URL`` when None.
+        region: ``api`` (the default), ``api-eu`` or ``api-ap``, for
+            ``https://{region}.cloudinary.com``.
+        server_url: Another base URL instead of a region: ``https://`` (plain ``http://``
+            only to a loopback host, such as the fake server).
+        timeout: Seconds each attempt may take; None for no limit.
+        retry_config: The retry budget of every call that passes no ``retries``.
+        session: An ``aiohttp.ClientSession`` to use; the client leaves it open on close.
+        max_response_bytes: The largest answer read (4 MiB); a larger one raises
+            ``ResponseTooLargeError`` without being read whole.
+        max_listing_bytes: The same cap for the product-environment listing (128 MiB).
+        max_connections: The connection pool's size.
+        env: Where to read ``CLOUDINARY_ACCOUNT_URL`` and ``CLDPROV_RATE_LIMIT_URL``;
+            ``os.environ`` when None.
+        rate_limit_url: A Redis URL holding a rate-limit budget shared with other processes;
+            from ``CLDPROV_RATE_LIMIT_URL`` when None, else each client has its own gate.
+        bulk_reserve: The fraction of each window's limit, in [0, 1), that bulk calls leave
+            to normal ones.
+
+    Attributes:
+        account_id (str): The account the client acts on.
+        server_url (yarl.URL): The base URL requests go to.
+        bulk_reserve (float): The fraction of each window's limit bulk work leaves to normal
+            calls.
+        access_keys (AccessKeysAPI): The access-key operations and rotation.
+        product_environments (ProductEnvironmentOperations): The product-environment
+            listing.
+
+    Raises:
+        ValueError: An argument has a bad value, naming it (credentials missing, an
+            ``http://`` URL to another host, a malformed ``rate_limit_url``...).
+        TypeError: An argument has the wrong type, naming it.
+        ImportError: ``rate_limit_url`` is set but redis-py is missing (install
+            ``cldprov-async[redis]``).
     """
 
     def __init__(
@@ -85,7 +125,6 @@ class CldProvisioning:
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
         self.account_id = account_id
         self.server_url = base_url
-        #: The fraction of each window's limit bulk work leaves to normal calls.
         self.bulk_reserve = bulk_reserve
         limiter: Gate = RateLimiter(bulk_reserve=bulk_reserve)
         if fleet is not None:
@@ -122,6 +161,10 @@ class CldProvisioning:
         return self._session.limiter.stats
 
     async def close(self) -> None:
+        """Close the connections (not a borrowed ``session``); later calls raise RuntimeError.
+
+        Leaving ``async with`` does this; closing twice is harmless.
+        """
         await self._session.close()
 
     async def __aenter__(self) -> CldProvisioning:

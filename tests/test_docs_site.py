@@ -32,7 +32,14 @@ from pathlib import Path
 from urllib.parse import urldefrag, urljoin
 
 import pytest
-from playwright.async_api import BrowserContext, Request, Response, async_playwright, expect
+from playwright.async_api import (
+    BrowserContext,
+    ConsoleMessage,
+    Request,
+    Response,
+    async_playwright,
+    expect,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -199,9 +206,13 @@ async def _visit(context: BrowserContext, base_url: str, path: str) -> Visit:
         if response.status >= 400:
             visit.problems.append(f"{response.status}: {response.url}")
 
-    page.on("console", lambda m: m.type == "error" and visit.problems.append(m.text))
-    page.on("pageerror", lambda e: visit.problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: visit.problems.append(f"failed: {r.url}"))
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            visit.problems.append(message.text)
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: visit.problems.append(f"page error: {error}"))
+    page.on("requestfailed", lambda request: visit.problems.append(f"failed: {request.url}"))
     page.on("request", outside)
     page.on("response", status)
     await page.goto(base_url + path, wait_until="networkidle", timeout=120_000)

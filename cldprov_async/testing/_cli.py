@@ -56,7 +56,17 @@ async def _serve_until_signal(server: FakeProvisioningServer) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until SIGTERM or SIGINT, then exit 0."""
+    """Serve until SIGTERM or SIGINT, then exit 0.
+
+    Prints ``CLDPROV_FAKE_URL=http://127.0.0.1:PORT`` once it listens. Options: ``--help``,
+    or the command line reference.
+
+    Args:
+        argv: The arguments; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The exit status, 0.
+    """
     args = _parser().parse_args(argv)
     policy = None
     if args.rate_limit is not None:

@@ -45,7 +45,14 @@ def _to_routes(routes: Mapping[Route, float]) -> dict[Route, float]:
 @attrs.frozen
 class Faults:
     """Random faults: each accepted request of a route fails with probability ``routes[route]``
-    (else ``rate``), with a kind drawn uniformly from ``kinds``; ``delay`` is the "delay" sleep."""
+    (else ``rate``), with a kind drawn uniformly from ``kinds``; ``delay`` is the "delay" sleep.
+
+    Attributes:
+        rate: The probability, in [0, 1], that an accepted request is faulted.
+        kinds: The fault kinds drawn from (all of them by default).
+        routes: Per-route probabilities that replace ``rate`` for those routes.
+        delay: Seconds a "delay" fault waits before answering.
+    """
 
     rate: float = attrs.field(default=0.0, validator=_check_probability)
     kinds: tuple[FaultKind, ...] = attrs.field(default=FAULT_KINDS, converter=_to_kinds)

@@ -24,6 +24,13 @@ class RateLimitPolicy:
     ``RateLimitPolicy(limit=N, window=3600)`` gives a reset up to an hour ahead; whole-second
     windows make the ``X-FeatureRateLimit-Reset`` date exact (sub-second ones round it up to the
     next second).
+
+    Attributes:
+        limit: Requests accepted per window.
+        window: The window's length, in seconds.
+        status: The rejection status: 420 (Cloudinary's historical one) or 429.
+        retry_after: Whether a rejection carries ``Retry-After``, as ``"seconds"`` or an HTTP
+            ``"date"``; None for none (the reset header alone).
     """
 
     limit: int = attrs.field(validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)])

@@ -31,7 +31,17 @@ def _iso_second(second: int) -> str:
 
 @attrs.frozen
 class FakeKey:
-    """A snapshot of one key as the server holds it (timestamps as sent on the wire)."""
+    """A snapshot of one key as the server holds it (timestamps as sent on the wire).
+
+    Attributes:
+        name: The key's name (``""`` for an unnamed key).
+        api_key: The key.
+        api_secret: Its secret.
+        created_at: When it was created, as the API sends it (ISO 8601, seconds, UTC).
+        updated_at: When it last changed, likewise.
+        enabled: Whether it is enabled.
+        dedicated_for: ``("webhooks",)`` on the dedicated key, else empty.
+    """
 
     name: str
     api_key: str

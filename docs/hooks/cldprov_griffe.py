@@ -47,6 +47,9 @@ ATTRS_DECORATORS = frozenset(
 )
 #: Calls that declare an attrs field with options.
 ATTRS_FIELDS = frozenset({"attrs.field", "attr.field", "attr.ib", "attr.attrib"})
+POSITIONAL = ParameterKind.positional_or_keyword
+#: The key of ``Object.extra`` where a made object says what it was made from.
+EXTRA = "cldprov_griffe"
 
 
 class ClassInterface(Extension):
@@ -123,6 +126,7 @@ def _as_method(name: str, func: Function, cls: Class) -> Function:
             parser_options=func.docstring.parser_options,
         )
     method.labels = set(func.labels)
+    method.extra[EXTRA]["made_from"] = func.path
     return method
 
 
@@ -170,15 +174,18 @@ def _add_attrs_init(cls: Class) -> None:
         lineno=cls.lineno,
         endlineno=cls.lineno,
         parent=cls,
-        parameters=Parameters(Parameter("self"), *ordered),
+        parameters=Parameters(Parameter("self", kind=POSITIONAL), *ordered),
         returns="None",
     )
+    init.extra[EXTRA]["made_from"] = "attrs"
     cls.set_member("__init__", init)
 
 
 def _attrs_parameter(member: Object | Any, all_kw_only: bool) -> Parameter | None:
     """The ``__init__`` parameter of one attrs field, or None for anything else."""
     if member.is_alias or not isinstance(member, Attribute) or member.annotation is None:
+        return None
+    if "property" in member.labels:
         return None
     if "class-attribute" in member.labels and "instance-attribute" not in member.labels:
         return None  # ClassVar
