@@ -23,7 +23,7 @@ PARSERS = [
     ("python -m cldprov_async.testing", "cldprov_async.testing._cli", "_parser"),
 ]
 #: Usage lines are wrapped as a terminal this wide would show them.
-WIDTH = 88
+WIDTH = 80
 
 INTRO = """\
 # Command line
