@@ -132,6 +132,13 @@ def test_rotation_methods_are_methods_with_signatures(site: Path) -> None:
         assert "api:" not in signature.split(")")[0], f"{method} shows its function parameter"
 
 
+def test_docstrings_render_as_markdown_not_sphinx_roles(site: Path) -> None:
+    for path in page_paths(site):
+        text = re.sub(r"<[^>]+>", "", html(site, path))
+        roles = re.findall(r":(?:class|meth|attr|data|func|mod|exc):`?\w", text)
+        assert not roles, (path, roles)
+
+
 def _options(parser: argparse.ArgumentParser) -> Iterator[str]:
     for action in parser._actions:
         yield from action.option_strings

@@ -1,4 +1,4 @@
-"""The standalone process, ``python -m cldprov_async.testing``: :func:`main` and its arguments.
+"""The standalone process, ``python -m cldprov_async.testing``: ``main`` and its arguments.
 
 Imports ``_faults``, ``_policy``, ``_server`` and ``_types`` from the package (nothing from
 ``cldprov_async``); only ``__main__`` and ``__init__`` import it.

@@ -1,5 +1,5 @@
-"""What the fake server received: :class:`JournalEntry`, :class:`ServerStats` and the
-:class:`Journal` that records both.
+"""What the fake server received: ``JournalEntry``, ``ServerStats`` and the
+``Journal`` that records both.
 
 Imports only ``_types`` from the package (nothing from ``cldprov_async``).
 """
@@ -47,7 +47,7 @@ class JournalEntry:
 
 @attrs.frozen
 class ServerStats:
-    """Counters since start (or the last :meth:`FakeProvisioningServer.clear_journal`).
+    """Counters since start (or the last ``FakeProvisioningServer.clear_journal``).
 
     Attributes:
         received: Requests handled, whatever their outcome.

@@ -1,5 +1,5 @@
-"""The fake server's rate limiting: the :class:`RateLimitPolicy`, the :class:`WindowLimiter` that
-applies one policy, and the :class:`RateLimiter` holding the current one.
+"""The fake server's rate limiting: the ``RateLimitPolicy``, the ``WindowLimiter`` that
+applies one policy, and the ``RateLimiter`` holding the current one.
 
 Imports nothing from the package (nor from ``cldprov_async``).
 """

@@ -1,4 +1,4 @@
-"""The public face of the fake server: :class:`FakeProvisioningServer`.
+"""The public face of the fake server: ``FakeProvisioningServer``.
 
 It wires the collaborators together (the account state, the journal, the fault plan, the rate
 limiter and the aiohttp app), delegates its configuration and state methods to them, and owns the
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .._client import CldProvisioning
 
 _TIMEOUT = 30.0
-"""Seconds :meth:`FakeProvisioningServer.run_in_thread` waits for its thread to start or stop."""
+"""Seconds ``FakeProvisioningServer.run_in_thread`` waits for its thread to start or stop."""
 
 
 @contextlib.contextmanager
@@ -49,7 +49,7 @@ def _loop_thread(name: str) -> Iterator[asyncio.AbstractEventLoop]:
 
 
 class FakeProvisioningServer:
-    """The fake API; use ``async with``, :meth:`start`/:meth:`stop`, or :meth:`run_in_thread`.
+    """The fake API; use ``async with``, ``start``/``stop``, or ``run_in_thread``.
 
     State may be read and arranged from any thread (a lock guards it). ``clock`` (wall-clock
     seconds) drives timestamps and rate-limit windows, so tests can move time without sleeping.
@@ -189,7 +189,7 @@ class FakeProvisioningServer:
         dedicated: bool = False,
         created_at: float | None = None,
     ) -> FakeKey:
-        """Arrange a key (not counted in :attr:`keys_created`); ``name=None`` picks ``key-N``;
+        """Arrange a key (not counted in ``keys_created``); ``name=None`` picks ``key-N``;
         ``created_at`` (epoch seconds) backdates it, for tests of key-age policies.
 
         Args:
@@ -235,7 +235,7 @@ class FakeProvisioningServer:
 
     @property
     def keep_journal(self) -> bool:
-        """Whether :attr:`journal` receives entries (:attr:`stats` counts either way)."""
+        """Whether ``journal`` receives entries (``stats`` counts either way)."""
         return self._journal.keep
 
     @keep_journal.setter
@@ -248,7 +248,7 @@ class FakeProvisioningServer:
         return self._journal.stats()
 
     def clear_journal(self) -> None:
-        """Forget received requests: empties :attr:`journal` and zeroes :attr:`stats`."""
+        """Forget received requests: empties ``journal`` and zeroes ``stats``."""
         self._journal.clear()
 
     # --- lifecycle
