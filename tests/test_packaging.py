@@ -185,7 +185,7 @@ def test_the_wheel_is_typed_and_describes_itself(dist: dict[str, Path]) -> None:
         "Issues",
     }
     assert meta["Description-Content-Type"] == "text/markdown"
-    assert "## Use it in a service" in (meta.get_payload() or "")
+    assert "## A first look" in (meta.get_payload() or "")
     extras = set(meta.get_all("Provides-Extra") or [])
     assert {"test", "otel", "dev"} <= extras
     test_deps = [r for r in meta.get_all("Requires-Dist") or [] if "extra == 'test'" in r]
