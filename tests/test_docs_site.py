@@ -10,6 +10,9 @@ this test's temporary directory on a free loopback port, and every page is loade
 - the search box finds ``rotate_many``, and its first result opens the page holding its API
   entry.
 
+The site is built, and browsed, once per test run, whichever test (or pytest-xdist worker)
+needs it first; the others read what it left in the run's temporary directory.
+
 Without a browser, the built HTML itself is checked too: every name of the public modules'
 ``__all__`` has its entry at one public path, the rotation methods are methods with
 signatures, and the CLI reference names every subcommand and option of both parsers.
@@ -19,15 +22,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
+import fcntl
 import functools
 import http.server
+import json
 import os
 import re
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin
 
@@ -64,10 +71,31 @@ import cldprov_apiref  # noqa: E402
 import cldprov_cliref  # noqa: E402
 
 
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This test run's own directory, shared by its pytest-xdist workers if there are any."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def only_one_at_a_time(path: Path) -> Iterator[None]:
+    """Whichever worker comes first makes ``path``; the others wait, then read it."""
+    with path.with_name(path.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The site, built as CI builds it, into a directory of this test's own."""
-    out = tmp_path_factory.mktemp("site")
+    """The site, built as CI builds it, once per test run, in the run's temporary directory."""
+    out = shared_dir(tmp_path_factory) / "docs-site"
+    with only_one_at_a_time(out):
+        if not (out / "index.html").exists():
+            build(out)
+    return out
+
+
+def build(out: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
         cwd=ROOT,
@@ -77,7 +105,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    return out
 
 
 def page_paths(site: Path) -> list[str]:
@@ -169,8 +196,9 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def base_url(site: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(site: Path) -> Iterator[str]:
+    """The site over HTTP on a free loopback port; yields its base URL."""
     handler = functools.partial(_Quiet, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -183,7 +211,7 @@ def base_url(site: Path) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-@dataclass
+@dataclasses.dataclass
 class Visit:
     """What loading one page did."""
 
@@ -191,7 +219,7 @@ class Visit:
     nav_links: set[str] = field(default_factory=set)
 
 
-@dataclass
+@dataclasses.dataclass
 class Browsing:
     """Every page loaded once, and one search."""
 
@@ -271,13 +299,22 @@ async def _browse(base_url: str, paths: list[str]) -> Browsing:
 
 
 @pytest.fixture(scope="module")
-def browsing(site: Path, base_url: str) -> Browsing:
+def browsing(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Browsing:
+    """The browser's findings, once per test run (a record in the run's directory)."""
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} missing: apt-get install chromium (.ci/run does)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    return asyncio.run(_browse(base_url, page_paths(site)))
+    record = shared_dir(tmp_path_factory) / "docs-browsing.json"
+    with only_one_at_a_time(record):
+        if not record.exists():
+            with serving(site) as base_url:
+                found = asyncio.run(_browse(base_url, page_paths(site)))
+            record.write_text(json.dumps(dataclasses.asdict(found), default=sorted))
+    data = json.loads(record.read_text())
+    visits = {path: Visit(v["problems"], set(v["nav_links"])) for path, v in data["visits"].items()}
+    return Browsing(visits, data["search_opened"], data["search_entries"])
 
 
 def test_every_page_loads_cleanly_and_only_from_this_site(browsing: Browsing, site: Path) -> None:
