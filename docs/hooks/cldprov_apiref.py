@@ -14,7 +14,6 @@ the options in mkdocs.yml and the griffe extension ``cldprov_griffe.py``.
 
 from __future__ import annotations
 
-import importlib
 import posixpath
 from dataclasses import dataclass
 from typing import Any
@@ -64,38 +63,43 @@ class Entry:
         return self.defined_in == f"{self.module}.{self.name}" and self.defined_in in PUBLIC_MODULES
 
 
-def defining_module(module: str, name: str) -> str:
+def load(package: str = "cldprov_async") -> Any:
+    """The package as griffe reads it from source: fresh on every build (``mkdocs serve``
+    included), without importing it."""
+    return griffe.load(package, resolve_aliases=True, resolve_external=False)
+
+
+def _module(package: Any, module: str) -> Any:
+    return package if module == package.path else package[module.removeprefix(package.path + ".")]
+
+
+def exported(package: Any, module: str) -> list[str]:
+    """The names in ``module.__all__``, read from the source."""
+    return [str(name) for name in _module(package, module).exports or ()]
+
+
+def defining_module(package: Any, module: str, name: str) -> str:
     """The dotted path of the module that defines ``module.name``, read from the source.
 
     Constants and type aliases carry no ``__module__``, so the import statements decide:
     griffe follows ``from ._routes import DEFAULT_PAGE_SIZE`` to ``_routes``.
     """
-    loaded = _package(module.split(".")[0])
-    obj: Any = loaded[module.removeprefix(loaded.path + ".")] if module != loaded.path else loaded
-    member = obj.members[name]
+    member = _module(package, module).members[name]
     target = member.final_target if member.is_alias else member
     if isinstance(target, griffe.Module):
         return str(target.path)
     return str(target.module.path)
 
 
-_PACKAGES: dict[str, Any] = {}
-
-
-def _package(name: str) -> Any:
-    if name not in _PACKAGES:
-        _PACKAGES[name] = griffe.load(name, resolve_aliases=True, resolve_external=False)
-    return _PACKAGES[name]
-
-
-def entries() -> list[Entry]:
+def entries(package: Any | None = None) -> list[Entry]:
     """Every name of every public module's ``__all__``, with its home page's module."""
+    package = load() if package is None else package
+    alls = {module: exported(package, module) for module in PUBLIC_MODULES}
     found = []
-    for module in PUBLIC_MODULES:
-        exported = importlib.import_module(module).__all__
-        for name in exported:
-            defined_in = defining_module(module, name)
-            exporters = [m for m in PUBLIC_MODULES if name in importlib.import_module(m).__all__]
+    for module, names in alls.items():
+        for name in names:
+            defined_in = defining_module(package, module, name)
+            exporters = [m for m in PUBLIC_MODULES if name in alls[m]]
             # The exporter nearest the definition: the longest dotted prefix of defined_in.
             near = [m for m in exporters if defined_in == m or defined_in.startswith(m + ".")]
             home = max(near, key=len) if near else module
