@@ -57,7 +57,10 @@ def _outcome_unknown(exc: CldProvisioningError) -> bool:
 
 
 class AccessKeyOperations(Operations):
-    """List, generate, update and delete a product environment's access keys."""
+    """List, generate, update and delete a product environment's access keys.
+
+    Built by the client (``client.access_keys``); not constructed directly.
+    """
 
     #: What rotations and audits read keys and time through: the key cache (None: no
     #: cache), the product-environment listing and the clock. The client sets them
@@ -82,7 +85,25 @@ class AccessKeyOperations(Operations):
         http_headers: Mapping[str, str] | None = None,
         priority: Priority = "normal",
     ) -> AccessKeysResponse:
-        """Keys of one product environment; all of them unless ``page``/``page_size`` is set."""
+        """Keys of one product environment; all of them unless ``page``/``page_size`` is set.
+
+        Args:
+            request: A ``GetAccessKeysRequest``, or a mapping of its fields
+                (``{"sub_account_id": ..., "sort_by": ...}``).
+            retries: This call's retry budget instead of the client's ``retry_config``.
+            timeout_ms: This call's timeout per attempt, in milliseconds.
+            http_headers: Extra headers for this call's requests.
+            priority: ``"bulk"`` leaves the gate's reserve of each window to ``"normal"`` calls.
+
+        Returns:
+            The keys, secrets included, and the environment's key count.
+
+        Raises:
+            ValueError: An argument has a bad value (named in the message); nothing was sent.
+            TypeError: An argument has the wrong type (named in the message); nothing was sent.
+            CldProvisioningError: The call failed: a subclass says how (``NotFoundError``,
+                ``RateLimitedError``, ``TransportError``...; see ``cldprov_async.errors``).
+        """
         sub_account_id, params = self._list_query(request)
         path = self._keys_path(sub_account_id)
         if retries is None and timeout_ms is None and http_headers is None and priority == "normal":
@@ -109,7 +130,30 @@ class AccessKeyOperations(Operations):
         http_headers: Mapping[str, str] | None = None,
         priority: Priority = "normal",
     ) -> AccessKey:
-        """A new key, with its secret. Never creates two keys for one call (see module doc)."""
+        """A new key, with its secret. Never creates two keys for one call.
+
+        When the outcome of the request is unknown (the connection dropped after sending, a
+        5xx), a named key is found by retrying and, on 409, by its name in the key list;
+        an unnamed one raises ``OutcomeUnknownError`` rather than risk a second key.
+
+        Args:
+            sub_account_id: The product environment to add the key to.
+            access_key_request: An ``AccessKeyRequest``, or a mapping of its fields
+                (``{"name": ..., "enabled": ...}``); None for an unnamed, enabled key.
+            retries: This call's retry budget instead of the client's ``retry_config``.
+            timeout_ms: This call's timeout per attempt, in milliseconds.
+            http_headers: Extra headers for this call's requests.
+            priority: ``"bulk"`` leaves the gate's reserve of each window to ``"normal"`` calls.
+
+        Returns:
+            The new key, with its ``api_secret``: store it, the API shows it only in listings.
+
+        Raises:
+            ValueError: An argument has a bad value (named in the message); nothing was sent.
+            TypeError: An argument has the wrong type (named in the message); nothing was sent.
+            CldProvisioningError: The call failed: a subclass says how (``NotFoundError``,
+                ``RateLimitedError``, ``TransportError``...; see ``cldprov_async.errors``).
+        """
         if access_key_request is None:
             access_key_request = {}
         body = coerce_request(AccessKeyRequest, access_key_request, "access_key_request")
@@ -144,7 +188,27 @@ class AccessKeyOperations(Operations):
         http_headers: Mapping[str, str] | None = None,
         priority: Priority = "normal",
     ) -> AccessKey:
-        """Rename, enable/disable, or dedicate a key; send only what changes."""
+        """Rename, enable/disable, or dedicate a key; send only what changes.
+
+        Args:
+            sub_account_id: The product environment holding the key.
+            key: The key's ``api_key``.
+            access_key_update_request: An ``AccessKeyUpdateRequest``, or a mapping of its
+                fields (``{"enabled": False}``).
+            retries: This call's retry budget instead of the client's ``retry_config``.
+            timeout_ms: This call's timeout per attempt, in milliseconds.
+            http_headers: Extra headers for this call's requests.
+            priority: ``"bulk"`` leaves the gate's reserve of each window to ``"normal"`` calls.
+
+        Returns:
+            The key as it is now (``dedicated_for`` as the live API sends it).
+
+        Raises:
+            ValueError: An argument has a bad value (named in the message); nothing was sent.
+            TypeError: An argument has the wrong type (named in the message); nothing was sent.
+            CldProvisioningError: The call failed: a subclass says how (``NotFoundError``,
+                ``RateLimitedError``, ``TransportError``...; see ``cldprov_async.errors``).
+        """
         body = coerce_request(
             AccessKeyUpdateRequest, access_key_update_request, "access_key_update_request"
         )
@@ -170,7 +234,25 @@ class AccessKeyOperations(Operations):
         http_headers: Mapping[str, str] | None = None,
         priority: Priority = "normal",
     ) -> SuccessResponse:
-        """Delete the key called ``name``."""
+        """Delete the key called ``name``.
+
+        Args:
+            sub_account_id: The product environment holding the key.
+            name: The key's name.
+            retries: This call's retry budget instead of the client's ``retry_config``.
+            timeout_ms: This call's timeout per attempt, in milliseconds.
+            http_headers: Extra headers for this call's requests.
+            priority: ``"bulk"`` leaves the gate's reserve of each window to ``"normal"`` calls.
+
+        Returns:
+            The server's confirmation.
+
+        Raises:
+            ValueError: An argument has a bad value (named in the message); nothing was sent.
+            TypeError: An argument has the wrong type (named in the message); nothing was sent.
+            CldProvisioningError: The call failed: a subclass says how (``NotFoundError``,
+                ``RateLimitedError``, ``TransportError``...; see ``cldprov_async.errors``).
+        """
         check_id(name, "name")
         opts = call_options(retries, timeout_ms, http_headers, priority)
         path = self._keys_path(sub_account_id)
@@ -194,7 +276,25 @@ class AccessKeyOperations(Operations):
         http_headers: Mapping[str, str] | None = None,
         priority: Priority = "normal",
     ) -> SuccessResponse:
-        """Delete the key whose api_key is ``key``."""
+        """Delete the key whose api_key is ``key``.
+
+        Args:
+            sub_account_id: The product environment holding the key.
+            key: The key's ``api_key``.
+            retries: This call's retry budget instead of the client's ``retry_config``.
+            timeout_ms: This call's timeout per attempt, in milliseconds.
+            http_headers: Extra headers for this call's requests.
+            priority: ``"bulk"`` leaves the gate's reserve of each window to ``"normal"`` calls.
+
+        Returns:
+            The server's confirmation.
+
+        Raises:
+            ValueError: An argument has a bad value (named in the message); nothing was sent.
+            TypeError: An argument has the wrong type (named in the message); nothing was sent.
+            CldProvisioningError: The call failed: a subclass says how (``NotFoundError``,
+                ``RateLimitedError``, ``TransportError``...; see ``cldprov_async.errors``).
+        """
         opts = call_options(retries, timeout_ms, http_headers, priority)
         path = self._key_path(sub_account_id, key)
         return await self._call(

@@ -36,7 +36,7 @@ class BudgetTracker:
 
     @property
     def window(self) -> float:
-        """The window length in seconds: learned, else :data:`ASSUMED_WINDOW`."""
+        """The window length in seconds: learned, else ``ASSUMED_WINDOW``."""
         return self._window if self._window is not None else ASSUMED_WINDOW
 
     @property

@@ -104,26 +104,19 @@ def rotate_iter(
     """Rotate (or plan, or skip) each environment, yielding each result as it completes.
 
     At most ``concurrency`` environments are in flight; ids are taken from
-    ``sub_account_ids`` (ids, or ``ProductEnvironment`` objects) only as room frees up, so an
-    async iterator streams through. ``max_age`` rotates only environments whose newest
-    enabled key is older than that. ``dry_run`` sends only each environment's key listing
-    and yields ``planned`` results. ``verify`` may be a ``PingVerifier``
-    (``client.ping_verifier()``). Arguments are checked here, before anything is sent.
+    ``sub_account_ids`` only as room frees up, so an async iterator streams through.
+    Arguments are checked here, before anything is sent.
 
     Lifecycle mode (any of ``deliver``, ``grace``, ``prune_after``): keys are made as
-    ``NAME@pending``, verified, handed to ``deliver(new_key, environment)`` (required outside
-    a dry run; returning means delivered, raising or ``False`` fails the environment and the
-    next run hands the same key off again), renamed ``NAME@current``; the older enabled keys
-    retire once it has been current for ``grace``; keys a rotation retired are deleted after
-    ``prune_after``. See ``_lifecycle`` for the rules; statuses add ``handed_off``,
-    ``in_grace``, ``retired`` and ``pruned``.
+    ``NAME@pending``, verified, handed to ``deliver(new_key, environment)``, renamed
+    ``NAME@current``; the older enabled keys retire once it has been current for ``grace``;
+    keys a rotation retired are deleted after ``prune_after``. Statuses add ``handed_off``,
+    ``in_grace``, ``retired`` and ``pruned``. The rotation guide tells the whole lifecycle.
 
-    The key cache (``client.key_cache``): ``listing`` gives the environments as a
-    product-environment listing showed them (``ProductEnvironment`` items count too, and a
-    lifecycle run looks them up). With ``max_age`` or in lifecycle mode, an environment whose
-    key ids and enabled flags there match its cache entry, and for which nothing is due, is
-    answered from the entry without a request (``refresh`` trusts no entry). Every rotation
-    writes what it did into the cache, so the run after it is cheap too.
+    The key cache (``client.key_cache``): with ``max_age`` or in lifecycle mode, an
+    environment whose key ids and enabled flags in ``listing`` match its cache entry, and for
+    which nothing is due, is answered from the entry without a request. Every rotation writes
+    what it did into the cache, so the run after it is cheap too.
 
     Stopping early (``break``, ``aclose()``, cancelling the consumer) cancels the
     environments in flight: those yielded and those in flight may have been touched (a key
@@ -132,9 +125,38 @@ def rotate_iter(
     environment's key and secret again and makes no second key: pass ``name`` when you may
     need to resume (a result's ``new_key.name`` also carries it).
 
+    Args:
+        sub_account_ids: The environments: an iterable of ids or ``ProductEnvironment``
+            objects, or an async iterable of them taken lazily.
+        concurrency: Environments in flight at most.
+        name: The new keys' name, which identifies the run (reuse it to resume);
+            ``rotated-TIME-RANDOM`` when None.
+        retire: What happens to the old enabled keys outside lifecycle mode:
+            ``"disable"``, ``"delete"`` or ``"keep"``.
+        verify: An async callable taking each new key, awaited before anything of that
+            environment is handed off or retires (returning False or raising rejects the
+            key), or a ``PingVerifier`` (``client.ping_verifier()``).
+        retries: The retry budget of each call; by default the client's, with room to wait
+            for an hourly window.
+        max_age: Rotate only where the newest enabled key is older than this.
+        dry_run: Only list the keys and plan; no hook runs.
+        deliver: Lifecycle mode's hand-off: an async callable taking the new key and its
+            ``ProductEnvironment``; returning means delivered, raising or returning False
+            fails the environment and the next run hands the same key off again.
+        grace: How long a new key is current before the older enabled keys retire.
+        prune_after: How long after its retirement a key a rotation retired is deleted.
+        listing: The environments as a product-environment listing showed them, for the
+            key cache (and for the environment a lifecycle run hands to ``deliver``).
+        refresh: Trust no cache entry: list every environment's keys.
+
+    Returns:
+        An async iterator of one ``RotationResult`` per environment, as each completes.
+
     Raises:
-        TypeError: a bad argument type; lifecycle mode without ``deliver``.
-        ValueError: a bad argument value (a repeated id, ``@`` in a lifecycle name).
+        ValueError: An argument has a bad value (named in the message, such as a repeated id
+            or ``@`` in a lifecycle name); nothing was sent.
+        TypeError: An argument has the wrong type (named in the message), or lifecycle mode
+            outside a dry run has no ``deliver``; nothing was sent.
     """
     if isinstance(sub_account_ids, str):
         raise TypeError("sub_account_ids must be an iterable of ids, not a str")
@@ -452,6 +474,29 @@ async def rotate_many(
     ``refresh``). One failure never
     stops the others. Calls wait out the rate limit's window (up to an hour by default)
     rather than fail: pass ``retries`` to choose another budget.
+
+    Args:
+        sub_account_ids: The environments' ids.
+        concurrency: Environments in flight at most.
+        on_progress: Called as ``on_progress(done, total, result)`` after each environment
+            (awaited if it returns an awaitable).
+        name: The new keys' name, which identifies the run (reuse it to resume);
+            ``rotated-TIME-RANDOM`` when None.
+        retire: What happens to the old enabled keys: ``"disable"``, ``"delete"`` or
+            ``"keep"``.
+        verify: An async callable taking each new key, awaited before anything of that
+            environment retires; returning False or raising rejects the key.
+        retries: The retry budget of each call; by default the client's, with room to wait
+            for an hourly window.
+        max_age: Rotate only where the newest enabled key is older than this.
+        dry_run: Only list the keys and plan.
+
+    Returns:
+        One ``RotationResult`` per id, in the order of ``sub_account_ids``.
+
+    Raises:
+        ValueError: An argument has a bad value (named in the message); nothing was sent.
+        TypeError: An argument has the wrong type (named in the message); nothing was sent.
     """
     if isinstance(sub_account_ids, str):
         sub_account_ids = [sub_account_ids]

@@ -68,6 +68,56 @@ class CldProvisioning:
     ``~/.cache/cldprov-async``); a given ``key_cache_dir`` wins over Redis. Entries are
     trusted for at most ``key_cache_ttl`` (7 days, of the client's clock).
     ``key_cache=False`` turns it off.
+
+    Nothing connects until the first call. Every argument is checked here, before any
+    connection is opened.
+
+    Args:
+        account_id: The account's id; from ``CLOUDINARY_ACCOUNT_URL`` when None.
+        security: The provisioning key and secret; from ``CLOUDINARY_ACCOUNT_URL`` when None.
+        region: ``api`` (the default), ``api-eu`` or ``api-ap``, for
+            ``https://{region}.cloudinary.com``.
+        server_url: Another base URL instead of a region: ``https://`` (plain ``http://``
+            only to a loopback host, such as the fake server).
+        timeout: Seconds each attempt may take; None for no limit.
+        retry_config: The retry budget of every call that passes no ``retries``.
+        session: An ``aiohttp.ClientSession`` to use; the client leaves it open on close.
+        max_response_bytes: The largest answer read (4 MiB); a larger one raises
+            ``ResponseTooLargeError`` without being read whole.
+        max_listing_bytes: The same cap for the product-environment listing (128 MiB).
+        max_connections: The connection pool's size.
+        env: Where to read ``CLOUDINARY_ACCOUNT_URL`` and ``CLDPROV_RATE_LIMIT_URL``;
+            ``os.environ`` when None.
+        rate_limit_url: A Redis URL (one server, Sentinel or Cluster) holding a rate-limit
+            budget shared with other processes; from ``CLDPROV_RATE_LIMIT_URL`` when None,
+            else each client has its own gate.
+        bulk_reserve: The fraction of each window's limit, in [0, 1), that bulk calls leave
+            to normal ones.
+        rate_limit_redis: A ``redis.asyncio.Redis`` or ``RedisCluster`` holding the shared
+            budget instead of a URL; never closed by the client.
+        clock: "Now" for rotation decisions, reset dates and the ping verifier's backoff;
+            the system's when None.
+        key_cache: Whether the client keeps a key cache (``client.key_cache``).
+        key_cache_dir: The key cache's folder; wins over the fleet's Redis.
+        key_cache_ttl: How long a cache entry is trusted.
+
+    Attributes:
+        account_id (str): The account the client acts on.
+        server_url (yarl.URL): The base URL requests go to.
+        bulk_reserve (float): The fraction of each window's limit bulk work leaves to normal
+            calls.
+        clock (Clock): The client's clock.
+        access_keys (AccessKeysAPI): The access-key operations and rotation.
+        product_environments (ProductEnvironmentOperations): The product-environment
+            listing.
+
+    Raises:
+        ValueError: An argument has a bad value, naming it (credentials missing, an
+            ``http://`` URL to another host, a malformed ``rate_limit_url``, both
+            ``rate_limit_url`` and ``rate_limit_redis``...).
+        TypeError: An argument has the wrong type, naming it.
+        ImportError: A fleet Redis is set but redis-py is missing (install
+            ``cldprov-async[redis]``).
     """
 
     def __init__(
@@ -141,7 +191,6 @@ class CldProvisioning:
             )
         self.account_id = account_id
         self.server_url = base_url
-        #: The fraction of each window's limit bulk work leaves to normal calls.
         self.bulk_reserve = bulk_reserve
         self._fleet = target
         self._host = host
@@ -242,6 +291,10 @@ class CldProvisioning:
         return self.access_keys.key_cache
 
     async def close(self) -> None:
+        """Close the connections (not a borrowed ``session``); later calls raise RuntimeError.
+
+        Leaving ``async with`` does this; closing twice is harmless.
+        """
         try:
             for closable in self._closables:
                 await closable.aclose()

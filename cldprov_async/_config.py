@@ -46,7 +46,12 @@ def _nonempty_str(inst: object, attribute: object, value: Any) -> None:
 
 @frozen
 class Security:
-    """The account's provisioning key and secret (HTTP Basic auth). The secret stays out of repr."""
+    """The account's provisioning key and secret (HTTP Basic auth). The secret stays out of repr.
+
+    Attributes:
+        provisioning_api_key: The account's provisioning key.
+        provisioning_api_secret: Its secret; never in a repr, a log record or an error.
+    """
 
     provisioning_api_key: str = field(validator=_nonempty_str)
     provisioning_api_secret: str = field(validator=_nonempty_str, repr=False)
@@ -61,6 +66,14 @@ class RetryConfig:
     server's window resets later than that, the call raises RateLimitedError at once
     instead of sleeping. Backoff is exponential with full jitter between ``backoff_initial``
     and ``backoff_max``.
+
+    Attributes:
+        max_attempts: Sends per call, the first included (1: never retry).
+        max_wait: Seconds one call may spend waiting: backoff and rate-limit windows together.
+        backoff_initial: Seconds: the first backoff's cap, doubled at each retry.
+        backoff_max: Seconds: the cap of any one backoff.
+        retry_connection_errors: Whether failed exchanges (a connection refused or dropped,
+            a timeout) are retried; answers such as a 503 are retried either way.
     """
 
     max_attempts: int = field(default=5, validator=_attempts)

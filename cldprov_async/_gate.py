@@ -48,7 +48,14 @@ _LONG_WAIT = 10.0
 
 @define
 class RateLimitStats:
-    """Counters for a client's lifetime: what it sent, what the server turned away."""
+    """Counters for a client's lifetime: what it sent, what the server turned away.
+
+    Attributes:
+        sent: Requests sent, retries included.
+        rejected: Answers of 420 or 429 (the server's rate limit).
+        retried: Requests sent again after a failed attempt.
+        waited_seconds: Seconds calls spent waiting at the gate and in backoff, summed.
+    """
 
     sent: int = 0
     rejected: int = 0

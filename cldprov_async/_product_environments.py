@@ -64,7 +64,19 @@ def listing_query(
 
 
 class ProductEnvironmentOperations(Operations):
-    """``client.product_environments``: list the account's product environments."""
+    """``client.product_environments``: list the account's product environments.
+
+    Built by the client; not constructed directly.
+
+    Args:
+        session: The client's session (its one request path).
+        account_id: The account whose environments to list.
+        max_listing_bytes: The largest listing read.
+
+    Attributes:
+        max_listing_bytes (int): The largest listing read; a larger one raises
+            ``ResponseTooLargeError``.
+    """
 
     def __init__(
         self,
@@ -87,8 +99,31 @@ class ProductEnvironmentOperations(Operations):
         timeout_ms: float | None = None,
         http_headers: Mapping[str, str] | None = None,
     ) -> ProductEnvironmentsResponse:
-        """The environments that match (all by default); with ``ids`` the API ignores the
-        other filters. ``prefix`` is a case-insensitive start of the name."""
+        """The environments that match (all by default), in one unpaged answer.
+
+        Lists go on the query string as ``ids[]=a&ids[]=b``, booleans as ``true``/``false``,
+        as Cloudinary's classic SDK sends them. The answer may be large (about 300 bytes an
+        environment): it is capped by the client's ``max_listing_bytes``.
+
+        Args:
+            enabled: Only enabled (True) or disabled (False) environments.
+            ids: Only these environment ids (at most 100); the API then ignores the other
+                filters.
+            cloud_names: Only these cloud names (at most 100).
+            prefix: Only environments whose name starts with this, case-insensitively.
+            retries: This call's retry budget instead of the client's ``retry_config``.
+            timeout_ms: This call's timeout per attempt, in milliseconds.
+            http_headers: Extra headers for this call's requests.
+
+        Returns:
+            The matching environments, each with its keys (``key``, ``enabled``).
+
+        Raises:
+            ValueError: An argument has a bad value (more than 100 ids...); nothing was sent.
+            TypeError: An argument has the wrong type (named in the message); nothing was sent.
+            CldProvisioningError: The call failed: a subclass says how (``ResponseTooLargeError``
+                past ``max_listing_bytes``, ``RateLimitedError``...).
+        """
         query = listing_query(enabled, ids, cloud_names, prefix)
         opts = call_options(retries, timeout_ms, http_headers)
         path = f"{self._account_path}/sub_accounts"

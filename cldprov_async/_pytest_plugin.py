@@ -1,6 +1,6 @@
 """pytest plugin (entry point ``cldprov_async``): two fixtures for users' tests.
 
-``cldprov_fake_server`` yields a started :class:`~cldprov_async.testing.FakeProvisioningServer`
+``cldprov_fake_server`` yields a started ``cldprov_async.testing.FakeProvisioningServer``
 running in its own thread and event loop, so sync tests and async tests on any loop can use it.
 Configure it with ``@pytest.mark.cldprov_fake(**kwargs)`` (keyword arguments of
 ``FakeProvisioningServer``); markers closer to the test win, per keyword.

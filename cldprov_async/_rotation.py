@@ -56,16 +56,21 @@ ROTATE = "access_keys.rotate"
 
 @frozen
 class RotationPlan:
-    """What a rotation of one environment would do (a dry run), from its current keys."""
+    """What a rotation of one environment would do (a dry run), from its current keys.
+
+    Attributes:
+        new_key_name: The name the new key would have.
+        creates_key: False when a key of that name exists already (a rerun finishing a
+            rotation).
+        retire: The enabled keys it would retire (disable or delete).
+        dedication_moves: Whether the webhook dedication would move to the new key.
+        requests: Requests the rotation would send, its key listing included.
+    """
 
     new_key_name: str
-    #: False when a key of that name exists already (a rerun finishing a rotation).
     creates_key: bool
-    #: The enabled keys it would retire (disable or delete).
     retire: tuple[AccessKey, ...]
-    #: Whether the webhook dedication would move to the new key.
     dedication_moves: bool
-    #: Requests the rotation would send, its key listing included.
     requests: int
 
 
@@ -77,21 +82,26 @@ class RotationResult:
     ``failed`` (``error``), or ``planned`` (a dry run; ``plan`` holds what it would do); in
     lifecycle mode also ``handed_off``, ``in_grace``, ``retired`` and ``pruned``.
 
+
     Attributes:
-        sub_account_id: the product environment.
-        new_key: the key this run made or handed off (or, on a rerun with the same name,
-            made before), with its secret; present even when a later step failed.
-        retired: the older keys retired (disabled, or deleted with ``retire="delete"``).
-        error: why it failed (None: it did not).
-        skipped: why nothing was due (also why an environment waits in grace).
-        plan: what a dry run would do.
-        steps: the steps taken, in order: ``generated``, ``verified``, ``handed_off``,
+        sub_account_id: The product environment.
+        new_key: The key this run made or handed off (or, on a rerun with the same name,
+            made before), with its secret; present even when a later step failed: store it.
+        retired: The older keys retired (as they are now: disabled, or as they were if
+            deleted with ``retire="delete"``).
+        error: Why the rotation failed (a ``CldProvisioningError``), or None.
+        skipped: Why nothing was due (also why an environment waits in grace), or None.
+        plan: What a dry run would do, or None.
+        steps: The steps taken, in order: ``generated``, ``verified``, ``handed_off``,
             ``retired``, ``pruned``.
-        deleted: keys a lifecycle run pruned (a rotation had retired them long enough ago).
-        in_grace_until: when the older keys' grace ends (they stay enabled until then).
-        next: a lifecycle dry run's step a real run would take now (or ``in_grace``).
-        next_at: when ``next`` falls due, if not now.
-        lifecycle_status: the status a lifecycle run reports (None in classic mode).
+        deleted: The keys a lifecycle run pruned (a rotation had retired them long enough
+            ago).
+        in_grace_until: When the older keys' grace ends (they stay enabled until then), or
+            None.
+        next: The step a lifecycle dry run says a real run would take now (or ``in_grace``),
+            or None.
+        next_at: When ``next`` falls due, if not now.
+        lifecycle_status: The status a lifecycle run reports (None in classic mode).
     """
 
     sub_account_id: str
@@ -109,10 +119,13 @@ class RotationResult:
 
     @property
     def ok(self) -> bool:
+        """True unless the rotation failed (a skipped or planned one is ok)."""
         return self.error is None
 
     @property
     def status(self) -> Status:
+        """What happened: ``failed``; else a lifecycle run's own status; else ``skipped``,
+        ``planned`` or ``rotated``."""
         if self.error is not None:
             return "failed"
         if self.lifecycle_status is not None:
@@ -183,7 +196,22 @@ def iter_keys(
     sort_order: SortOrder | str | None = None,
     retries: RetryConfig | None = None,
 ) -> AsyncIterator[AccessKey]:
-    """Every key of a product environment, fetched a page at a time."""
+    """Every key of a product environment, fetched a page at a time.
+
+    Args:
+        sub_account_id: The product environment.
+        page_size: Keys per page (at most 100 pages are read).
+        sort_by: The field to sort by; a ``SortBy`` member or its string value.
+        sort_order: ``asc`` or ``desc``; a ``SortOrder`` member or its string value.
+        retries: The retry budget of each page's call instead of the client's.
+
+    Returns:
+        An async iterator of the keys; pages are requested as it is consumed.
+
+    Raises:
+        ValueError: An argument has a bad value (named in the message); nothing was sent.
+        TypeError: An argument has the wrong type (named in the message); nothing was sent.
+    """
     first = GetAccessKeysRequest(sub_account_id, page_size, 1, sort_by, sort_order)  # validate now
     return _pages(api, first, retries)
 
@@ -222,7 +250,25 @@ async def rotate(
     """Replace the enabled keys with one new key; check ``result.ok``: errors are returned.
 
     The new key (with its secret) is in the result even when a later step fails; running
-    it again with the same ``name`` finishes a half-done rotation.
+    it again with the same ``name`` finishes a half-done rotation. Its requests are bulk
+    work (they leave the gate's reserve to normal calls).
+
+    Args:
+        sub_account_id: The product environment.
+        name: The new key's name, which identifies the rotation (reuse it to resume);
+            ``rotated-TIME-RANDOM`` when None.
+        retire: What happens to the old enabled keys: ``"disable"``, ``"delete"`` or
+            ``"keep"``.
+        verify: An async callable taking the new key, awaited before anything retires;
+            returning False or raising rejects the key (a ``VerificationError``).
+        retries: The retry budget of each call instead of the client's.
+
+    Returns:
+        How it ended: ``status``, the ``new_key`` (with its secret), ``retired``, ``error``.
+
+    Raises:
+        ValueError: An argument has a bad value (named in the message); nothing was sent.
+        TypeError: An argument has the wrong type (named in the message); nothing was sent.
     """
     check_id(sub_account_id, "sub_account_id")
     check_rotate_options(name, retire, verify)

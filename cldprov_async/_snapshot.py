@@ -21,7 +21,13 @@ _H_RESET = "X-FeatureRateLimit-Reset"
 
 @frozen
 class RateLimit:
-    """What the server last said about the budget. Any field may be None if it did not say."""
+    """What the server last said about the budget. Any field may be None if it did not say.
+
+    Attributes:
+        limit: Requests allowed per window (``X-FeatureRateLimit-Limit``).
+        remaining: Requests left in the current window (``X-FeatureRateLimit-Remaining``).
+        reset_at: When the window ends (``X-FeatureRateLimit-Reset``), timezone-aware.
+    """
 
     limit: int | None
     remaining: int | None

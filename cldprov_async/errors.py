@@ -68,7 +68,34 @@ _MAX_MESSAGE = 300
 
 
 class CldProvisioningError(Exception):
-    """Base of every error the library raises about a request."""
+    """Base of every error the library raises about a request.
+
+    ``str(error)`` is one line: the status, the message, the method and path, the request
+    id. Errors are built by the client; catch them, there is no need to raise them.
+
+    Args:
+        message: What went wrong: the server's message, or the library's (at most 300
+            characters are kept).
+        status_code: The HTTP status of the answer, if one came.
+        method: The request's HTTP method.
+        path: The request's path (ids only, never credentials).
+        request_id: The server's request id (``X-Request-Id`` and the like), if it sent one.
+        body: The raw response text.
+        rate_limit: The client's rate-limit snapshot when the error was raised.
+        category: ``category`` beside the message in some error bodies.
+        code: ``code`` beside the message in some error bodies.
+
+    Attributes:
+        message: What went wrong (the server's message, when it sent one).
+        status_code: The HTTP status, or None when no answer came.
+        method: The request's HTTP method, if known.
+        path: The request's path, if known.
+        request_id: The server's request id, for support requests.
+        body: The raw response text, for debugging; never part of ``str(error)``.
+        rate_limit: The rate-limit snapshot the client held when the error was raised.
+        category: ``category`` beside the message in some error bodies.
+        code: ``code`` beside the message in some error bodies.
+    """
 
     def __init__(
         self,
@@ -88,11 +115,8 @@ class CldProvisioningError(Exception):
         self.method = method
         self.path = path
         self.request_id = request_id
-        #: The raw response text, for debugging; never part of ``str(error)``.
         self.body = body
-        #: The rate-limit snapshot the client held when the error was raised.
         self.rate_limit = rate_limit
-        #: ``category`` and ``code`` beside the message in some error bodies.
         self.category = category
         self.code = code
         super().__init__(self.message)
@@ -141,11 +165,18 @@ class RateLimitedError(ErrorResponse):
 
     ``reset_at`` (an aware datetime, or None when the server did not say) tells when
     sending again makes sense.
+
+    Args:
+        message: What went wrong.
+        reset_at: When the server's window reopens (or its ``Retry-After`` ends).
+        **kwargs: The other arguments of ``CldProvisioningError``.
+
+    Attributes:
+        reset_at: When the server's window reopens (or its Retry-After ends), if it said.
     """
 
     def __init__(self, message: str, *, reset_at: datetime | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        #: When the server's window reopens (or its Retry-After ends), if it said.
         self.reset_at = reset_at
 
 

@@ -38,7 +38,14 @@ __all__ = [
 
 
 class SortBy(enum.StrEnum):
-    """Which field ``list`` sorts by."""
+    """Which field ``list`` sorts by.
+
+    Attributes:
+        API_KEY: The key's ``api_key``.
+        CREATED_AT: When the key was created.
+        NAME: The key's name.
+        ENABLED: Whether the key is enabled.
+    """
 
     API_KEY = "api_key"
     CREATED_AT = "created_at"
@@ -47,14 +54,23 @@ class SortBy(enum.StrEnum):
 
 
 class SortOrder(enum.StrEnum):
-    """The order of ``list`` results; the server's default is ``desc``."""
+    """The order of ``list`` results; the server's default is ``desc``.
+
+    Attributes:
+        DESC: Descending: the newest (or last) first.
+        ASC: Ascending.
+    """
 
     DESC = "desc"
     ASC = "asc"
 
 
 class DedicatedFor(enum.StrEnum):
-    """What a key can be dedicated to (one key per product environment at a time)."""
+    """What a key can be dedicated to (one key per product environment at a time).
+
+    Attributes:
+        WEBHOOKS: The key Cloudinary signs the environment's webhook notifications with.
+    """
 
     WEBHOOKS = "webhooks"
 
@@ -150,7 +166,13 @@ def coerce_request(cls: type[M], value: object, param: str) -> M:
 
 @frozen
 class AccessKeyRequest:
-    """Body of ``generate``."""
+    """Body of ``generate``.
+
+    Attributes:
+        name: The new key's name. Recommended: a named key lets a retried ``generate`` find
+            the key it made instead of creating a second one.
+        enabled: Whether the key starts enabled (the server's default: enabled).
+    """
 
     name: str | None = field(default=None, validator=_opt_name)
     enabled: bool | None = field(default=None, validator=_opt_bool)
@@ -158,7 +180,14 @@ class AccessKeyRequest:
 
 @frozen
 class AccessKeyUpdateRequest:
-    """Body of ``update``; set only what should change."""
+    """Body of ``update``; set only what should change.
+
+    Attributes:
+        name: The key's new name.
+        enabled: Enable (True) or disable (False) the key.
+        dedicated_for: Dedicate the key (the API moves the dedication from any other key of
+            the environment); a ``DedicatedFor`` member or its string value.
+    """
 
     name: str | None = field(default=None, validator=_opt_name)
     enabled: bool | None = field(default=None, validator=_opt_bool)
@@ -167,7 +196,16 @@ class AccessKeyUpdateRequest:
 
 @frozen
 class GetAccessKeysRequest:
-    """Parameters of ``list``. Without ``page``/``page_size`` the server returns every key."""
+    """Parameters of ``list``. Without ``page``/``page_size`` the server returns every key.
+
+    Attributes:
+        sub_account_id: The product environment whose keys to list.
+        page_size: Keys per page (the server's default applies when only ``page`` is set).
+        page: The page to return, 1 to 100.
+        sort_by: The field to sort by; a ``SortBy`` member or its string value.
+        sort_order: ``asc`` or ``desc`` (the server's default); a ``SortOrder`` member or
+            its string value.
+    """
 
     sub_account_id: str = field(validator=lambda i, a, v: check_id(v, a.name))
     page_size: int | None = field(default=None, validator=_opt_int(1, None))
@@ -181,7 +219,19 @@ class GetAccessKeysRequest:
 
 @frozen
 class AccessKey:
-    """One access key. ``api_secret`` is kept out of repr/str."""
+    """One access key. ``api_secret`` is kept out of repr/str.
+
+    Attributes:
+        name: The key's name (``""`` for an unnamed key).
+        api_key: The key itself: its id in every call about it.
+        created_at: When it was created (timezone-aware).
+        updated_at: When it last changed (timezone-aware).
+        enabled: Whether it authenticates requests.
+        api_secret: Its secret: sent when a key is generated and in key listings; None
+            where the answer did not carry it.
+        dedicated_for: What the key is dedicated to: ``("webhooks",)`` on the dedicated key
+            (the live API sends a list; the spec omits the field), else empty.
+    """
 
     name: str
     api_key: str
@@ -189,13 +239,17 @@ class AccessKey:
     updated_at: datetime
     enabled: bool
     api_secret: str | None = field(default=None, repr=False)
-    #: The live API returns ``["webhooks"]`` on the dedicated key; the spec omits the field.
     dedicated_for: tuple[str, ...] = ()
 
 
 @frozen
 class AccessKeysResponse:
-    """A page of keys; ``total`` counts all keys of the product environment."""
+    """A page of keys; ``total`` counts all keys of the product environment.
+
+    Attributes:
+        access_keys: The keys of this page (all keys when ``list`` was not paged).
+        total: How many keys the environment has, if the server said.
+    """
 
     access_keys: tuple[AccessKey, ...] = ()
     total: int | None = None
@@ -203,7 +257,11 @@ class AccessKeysResponse:
 
 @frozen
 class SuccessResponse:
-    """The body of a successful delete."""
+    """The body of a successful delete.
+
+    Attributes:
+        message: The server's word (``"ok"``).
+    """
 
     message: str = ""
 
@@ -214,7 +272,13 @@ class SuccessResponse:
 @frozen
 class ProductEnvironmentAccessKey:
     """A key as a product environment listing shows it (spec: ApiAccessKey). ``secret`` is
-    kept out of repr/str."""
+    kept out of repr/str.
+
+    Attributes:
+        key: The key's ``api_key``.
+        enabled: Whether it is enabled.
+        secret: Its secret, if the listing carried it.
+    """
 
     key: str
     enabled: bool
@@ -223,7 +287,17 @@ class ProductEnvironmentAccessKey:
 
 @frozen
 class ProductEnvironment:
-    """One product environment (sub-account) of the account."""
+    """One product environment (sub-account) of the account.
+
+    Attributes:
+        id: The environment's id: the ``sub_account_id`` of the access-key operations.
+        name: Its display name.
+        cloud_name: Its cloud name (the Admin and Upload APIs address it by this).
+        enabled: Whether the environment is enabled.
+        created_at: When it was created (timezone-aware), if the server said.
+        updated_at: When it last changed (timezone-aware), if the server said.
+        api_access_keys: Its keys, without names or dates (list them for those).
+    """
 
     id: str
     name: str = ""
@@ -236,6 +310,10 @@ class ProductEnvironment:
 
 @frozen
 class ProductEnvironmentsResponse:
-    """Every product environment that matched (the listing is not paged)."""
+    """Every product environment that matched (the listing is not paged).
+
+    Attributes:
+        sub_accounts: The environments, in the server's order.
+    """
 
     sub_accounts: tuple[ProductEnvironment, ...] = ()

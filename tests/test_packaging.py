@@ -186,7 +186,7 @@ def test_the_wheel_is_typed_and_describes_itself(dist: dict[str, Path]) -> None:
         "Issues",
     }
     assert meta["Description-Content-Type"] == "text/markdown"
-    assert "## Use it in a service" in (meta.get_payload() or "")
+    assert "## A first look" in (meta.get_payload() or "")
     extras = set(meta.get_all("Provides-Extra") or [])
     assert {"test", "otel", "dev"} <= extras
     test_deps = [r for r in meta.get_all("Requires-Dist") or [] if "extra == 'test'" in r]
@@ -197,7 +197,7 @@ def test_the_wheel_is_typed_and_describes_itself(dist: dict[str, Path]) -> None:
     ]
 
 
-def test_the_sdist_holds_the_tests_readme_and_license(dist: dict[str, Path]) -> None:
+def test_the_sdist_holds_the_tests_docs_readme_and_license(dist: dict[str, Path]) -> None:
     with tarfile.open(dist["sdist"]) as sdist:
         names = {n.partition("/")[2] for n in sdist.getnames()}
     for wanted in (
@@ -209,6 +209,9 @@ def test_the_sdist_holds_the_tests_readme_and_license(dist: dict[str, Path]) -> 
         "tests/conftest.py",
         "tests/test_packaging.py",
         "tests/samples.py",
+        "mkdocs.yml",
+        "docs/hooks/cldprov_apiref.py",
+        "docs/guides/rotation.md",
     ):
         assert wanted in names
     assert not any(n.startswith((".venv/", "dist/")) for n in names)

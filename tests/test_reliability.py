@@ -1,7 +1,7 @@
-"""Faults, soak, transport policy and secrets: what the README's reliability section promises.
+"""Faults, soak, transport policy and secrets: what docs/guides/security.md promises.
 
 Sizes are small by default so CI stays quick; raise them with CLDPROV_CHAOS_OPS and
-CLDPROV_SOAK_CALLS (the README quotes runs at 10,000 and 50,000).
+CLDPROV_SOAK_CALLS (that page quotes runs at 10,000 and 50,000).
 """
 
 from __future__ import annotations

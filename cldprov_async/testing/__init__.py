@@ -27,7 +27,7 @@ Choices where the spec says nothing:
   and cannot be deleted by name (``delete_by_name`` with an empty ``name`` is a 400).
 - ``list``: sorting by ``created_at`` uses creation order (finer than the 1-second timestamps); ties
   on other fields keep creation order. Paging applies only when ``page`` or ``page_size`` is given;
-  ``page`` defaults to 1 and ``page_size`` to :data:`DEFAULT_PAGE_SIZE`.
+  ``page`` defaults to 1 and ``page_size`` to ``DEFAULT_PAGE_SIZE``.
 - JSON ``null`` for a field is a 400 (wrong type), like any other wrong type.
 - Faults: ``"500"`` is a JSON error; ``"502"``/``"503"``/``"504"`` are HTML pages, as a proxy
   sends; ``"html"`` is a 500 with an HTML page (an app-server crash page where JSON is expected);

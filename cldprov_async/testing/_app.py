@@ -1,4 +1,4 @@
-"""The HTTP side of the fake server: :class:`ProvisioningApp`, the aiohttp handler that takes each
+"""The HTTP side of the fake server: ``ProvisioningApp``, the aiohttp handler that takes each
 request through auth, the rate limiter, the fault plan and then its route, journals it, and
 writes the answer (JSON or error bodies, the HTML pages of HTML faults, dropped connections).
 

@@ -1,4 +1,4 @@
-"""The standalone process, ``python -m cldprov_async.testing``: :func:`main` and its arguments.
+"""The standalone process, ``python -m cldprov_async.testing``: ``main`` and its arguments.
 
 Imports ``_clock``, ``_faults``, ``_policy``, ``_server`` and ``_types`` from the package
 (nothing from ``cldprov_async``); only ``__main__`` and ``__init__`` import it.
@@ -101,7 +101,17 @@ def account_url(server: FakeProvisioningServer) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until SIGTERM or SIGINT, then exit 0."""
+    """Serve until SIGTERM or SIGINT, then exit 0.
+
+    Prints ``CLDPROV_FAKE_URL=http://127.0.0.1:PORT`` once it listens. Options: ``--help``,
+    or the command line reference.
+
+    Args:
+        argv: The arguments; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The exit status, 0.
+    """
     args = _parser().parse_args(argv)
     policy = None
     if args.rate_limit is not None:

@@ -1,4 +1,4 @@
-"""Which requests fail, and how: the :class:`Faults` policy and the :class:`FaultPlan` that draws
+"""Which requests fail, and how: the ``Faults`` policy and the ``FaultPlan`` that draws
 from it (seeded, per sub-account, route and n-th request) after any scripted faults.
 
 Imports only ``_types`` from the package (nothing from ``cldprov_async``).
@@ -15,7 +15,7 @@ import attrs
 from ._types import FAULT_KINDS, ROUTES, FaultKind, Route
 
 NO_POLICY_DELAY = 0.05
-"""How long a "delay" fault sleeps when no :class:`Faults` policy is set (a scripted one)."""
+"""How long a "delay" fault sleeps when no ``Faults`` policy is set (a scripted one)."""
 
 
 def _check_probability(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -45,7 +45,14 @@ def _to_routes(routes: Mapping[Route, float]) -> dict[Route, float]:
 @attrs.frozen
 class Faults:
     """Random faults: each accepted request of a route fails with probability ``routes[route]``
-    (else ``rate``), with a kind drawn uniformly from ``kinds``; ``delay`` is the "delay" sleep."""
+    (else ``rate``), with a kind drawn uniformly from ``kinds``; ``delay`` is the "delay" sleep.
+
+    Attributes:
+        rate: The probability, in [0, 1], that an accepted request is faulted.
+        kinds: The fault kinds drawn from (all of them by default).
+        routes: Per-route probabilities that replace ``rate`` for those routes.
+        delay: Seconds a "delay" fault waits before answering.
+    """
 
     rate: float = attrs.field(default=0.0, validator=_check_probability)
     kinds: tuple[FaultKind, ...] = attrs.field(default=FAULT_KINDS, converter=_to_kinds)
@@ -61,7 +68,7 @@ class _Scripted:
 
 
 class FaultPlan:
-    """The faults to come: scripted ones (:meth:`inject`) first, then random ones from ``faults``,
+    """The faults to come: scripted ones (``inject``) first, then random ones from ``faults``,
     which may be replaced at any time."""
 
     def __init__(self, faults: Faults | None, *, seed: int | None) -> None:

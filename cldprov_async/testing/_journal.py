@@ -1,5 +1,5 @@
-"""What the fake server received: :class:`JournalEntry`, :class:`ServerStats` and the
-:class:`Journal` that records both.
+"""What the fake server received: ``JournalEntry``, ``ServerStats`` and the
+``Journal`` that records both.
 
 Imports only ``_types`` from the package (nothing from ``cldprov_async``).
 """
@@ -18,7 +18,20 @@ from ._types import FaultKind, Route
 @attrs.frozen
 class JournalEntry:
     """One received request. ``status`` is None when the connection was dropped; ``body`` is the
-    parsed JSON, else the raw text, else None (no body); ``route`` is None for unknown paths."""
+    parsed JSON, else the raw text, else None (no body); ``route`` is None for unknown paths.
+
+    Attributes:
+        method: The HTTP method.
+        path: The path, as received (percent-encoding included).
+        query: The query parameters; a repeated one keeps its first value.
+        headers: The request headers (``Authorization`` included: it is the fake's own).
+        body: The parsed JSON body, else the raw text, else None.
+        status: The status answered, or None when the connection was dropped.
+        fault: The fault injected into this request, if any.
+        time: When it arrived (the server's clock, epoch seconds).
+        route: The route it matched, or None for an unknown path.
+        query_pairs: Every query parameter in order, repeated ones included.
+    """
 
     method: str
     path: str
@@ -29,13 +42,20 @@ class JournalEntry:
     fault: FaultKind | None
     time: float
     route: Route | None
-    #: Every query parameter in order, repeated ones included (``query`` keeps the first).
     query_pairs: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen
 class ServerStats:
-    """Counters since start (or the last :meth:`FakeProvisioningServer.clear_journal`)."""
+    """Counters since start (or the last ``FakeProvisioningServer.clear_journal``).
+
+    Attributes:
+        received: Requests handled, whatever their outcome.
+        rate_limited: Requests rejected with 420/429.
+        dropped: Requests whose connection was dropped (no answer).
+        by_status: Requests answered, by status.
+        faults: Faults injected, by kind.
+    """
 
     received: int
     rate_limited: int

@@ -1,5 +1,5 @@
-"""The fake server's rate limiting: the :class:`RateLimitPolicy`, the :class:`WindowLimiter` that
-applies one policy, and the :class:`RateLimiter` holding the current one.
+"""The fake server's rate limiting: the ``RateLimitPolicy``, the ``WindowLimiter`` that
+applies one policy, and the ``RateLimiter`` holding the current one.
 
 Imports nothing from the package (nor from ``cldprov_async``).
 """
@@ -24,6 +24,13 @@ class RateLimitPolicy:
     ``RateLimitPolicy(limit=N, window=3600)`` gives a reset up to an hour ahead; whole-second
     windows make the ``X-FeatureRateLimit-Reset`` date exact (sub-second ones round it up to the
     next second).
+
+    Attributes:
+        limit: Requests accepted per window.
+        window: The window's length, in seconds.
+        status: The rejection status: 420 (Cloudinary's historical one) or 429.
+        retry_after: Whether a rejection carries ``Retry-After``, as ``"seconds"`` or an HTTP
+            ``"date"``; None for none (the reset header alone).
     """
 
     limit: int = attrs.field(validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)])

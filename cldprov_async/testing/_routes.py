@@ -1,6 +1,6 @@
 """The API itself: which path and method make which route, the parsing of query and body, and
 what each route does to the account (with the live API's 400/404/409 answers, as
-:class:`ApiError`).
+``ApiError``).
 
 Imports ``_state`` and ``_types`` from the package (nothing from ``cldprov_async``); knows nothing
 of aiohttp, auth, rate limits or faults.

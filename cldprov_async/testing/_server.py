@@ -1,4 +1,4 @@
-"""The public face of the fake server: :class:`FakeProvisioningServer`.
+"""The public face of the fake server: ``FakeProvisioningServer``.
 
 It wires the collaborators together (the account state, the journal, the fault plan, the rate
 limiter and the aiohttp app), delegates its configuration and state methods to them, and owns the
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .._client import CldProvisioning
 
 _TIMEOUT = 30.0
-"""Seconds :meth:`FakeProvisioningServer.run_in_thread` waits for its thread to start or stop."""
+"""Seconds ``FakeProvisioningServer.run_in_thread`` waits for its thread to start or stop."""
 
 
 @contextlib.contextmanager
@@ -57,7 +57,7 @@ def _check_delay(seconds: float) -> float:
 
 
 class FakeProvisioningServer:
-    """The fake API; use ``async with``, :meth:`start`/:meth:`stop`, or :meth:`run_in_thread`.
+    """The fake API; use ``async with``, ``start``/``stop``, or ``run_in_thread``.
 
     State may be read and arranged from any thread (a lock guards it). ``clock`` (wall-clock
     seconds) drives timestamps and rate-limit windows, so tests can move time without sleeping:
@@ -71,6 +71,27 @@ class FakeProvisioningServer:
     long a new key waits before it is accepted; the ping of an environment in
     ``ping_refused`` (sub-account ids) refuses every key. Pings pass no provisioning auth and
     no provisioning rate limit; faults apply to them as to any route (``"ping"``).
+
+    Args:
+        account_id: The account the API answers for; other accounts get 404.
+        api_key: The provisioning key it accepts (HTTP Basic auth).
+        api_secret: The provisioning secret it accepts.
+        sub_accounts: The product environments it starts with.
+        rate_limit: A ``RateLimitPolicy``, or ``(limit, window_seconds)``; None for no limit.
+        faults: Random faults to inject; None for none (``inject`` still scripts them).
+        seed: Makes random faults, keys and secrets repeat from run to run.
+        keys_per_sub_account: Enabled keys (``key-1``, ``key-2``...) each new environment
+            starts with.
+        port: The port to listen on; 0 for a free one.
+        keep_journal: Whether ``journal`` records each request (``stats`` counts either way).
+        clock: The wall clock, in epoch seconds (a ``ManualClock`` moves at will).
+        ping_delay: Seconds of ``clock`` a new key waits before the ping accepts it.
+        ping_refused: Sub-account ids whose ping refuses every key.
+
+    Attributes:
+        api_key (str): The provisioning key it accepts.
+        api_secret (str): The provisioning secret it accepts.
+        keys_per_sub_account (int): Keys each environment added later starts with.
     """
 
     def __init__(
@@ -120,6 +141,7 @@ class FakeProvisioningServer:
 
     @property
     def account_id(self) -> str:
+        """The account the API answers for (settable)."""
         return self._accounts.account_id
 
     @account_id.setter
@@ -128,6 +150,7 @@ class FakeProvisioningServer:
 
     @property
     def rate_limit(self) -> RateLimitPolicy | None:
+        """The rate-limit policy (settable: a new one starts with a fresh window budget)."""
         return self._rate_limiter.policy
 
     @rate_limit.setter
@@ -137,6 +160,7 @@ class FakeProvisioningServer:
 
     @property
     def faults(self) -> Faults | None:
+        """The random fault policy (settable at any time; None for none)."""
         return self._fault_plan.faults
 
     @faults.setter
@@ -145,7 +169,16 @@ class FakeProvisioningServer:
 
     def inject(self, kind: FaultKind, *, route: Route | None = None, count: int = 1) -> None:
         """Queue ``kind`` for the next ``count`` accepted requests to ``route`` (any if None);
-        scripted faults are taken before random ones."""
+        scripted faults are taken before random ones.
+
+        Args:
+            kind: How the requests fail.
+            route: Only requests of this route; None for any.
+            count: How many requests to fault.
+
+        Raises:
+            ValueError: An unknown kind or route, or a count below 1.
+        """
         self._fault_plan.inject(kind, route=route, count=count)
 
     @property
@@ -190,7 +223,14 @@ class FakeProvisioningServer:
         enabled: bool = True,
     ) -> None:
         """Add a sub-account holding ``keys_per_sub_account`` enabled keys; its ``name`` and
-        ``cloud_name`` (shown by the product-environment listing) default to its id."""
+        ``cloud_name`` (shown by the product-environment listing) default to its id.
+
+        Args:
+            sub_account_id: The environment's id.
+            name: Its name; its id when None.
+            cloud_name: Its cloud name; its id when None.
+            enabled: Whether the environment is enabled.
+        """
         self._accounts.add_sub_account(
             sub_account_id, name=name, cloud_name=cloud_name, enabled=enabled
         )
@@ -206,14 +246,32 @@ class FakeProvisioningServer:
         dedicated: bool = False,
         created_at: float | None = None,
     ) -> FakeKey:
-        """Arrange a key (not counted in :attr:`keys_created`); ``name=None`` picks ``key-N``;
-        ``created_at`` (epoch seconds) backdates it, for tests of key-age policies."""
+        """Arrange a key (not counted in ``keys_created``); ``name=None`` picks ``key-N``;
+        ``created_at`` (epoch seconds) backdates it, for tests of key-age policies.
+
+        Args:
+            sub_account_id: The environment to add it to.
+            name: Its name; ``key-N`` when None.
+            enabled: Whether it is enabled.
+            dedicated: Whether it is dedicated for webhooks.
+            created_at: Its creation time, in epoch seconds; now when None.
+
+        Returns:
+            A snapshot of the key, secret included.
+        """
         return self._accounts.add_key(
             sub_account_id, name=name, enabled=enabled, dedicated=dedicated, created_at=created_at
         )
 
     def keys(self, sub_account_id: str) -> list[FakeKey]:
-        """Snapshots of the sub-account's keys, in creation order."""
+        """Snapshots of the sub-account's keys, in creation order.
+
+        Args:
+            sub_account_id: The environment.
+
+        Returns:
+            Its keys as the server holds them, secrets included.
+        """
         return self._accounts.keys(sub_account_id)
 
     @property
@@ -234,7 +292,7 @@ class FakeProvisioningServer:
 
     @property
     def keep_journal(self) -> bool:
-        """Whether :attr:`journal` receives entries (:attr:`stats` counts either way)."""
+        """Whether ``journal`` receives entries (``stats`` counts either way)."""
         return self._journal.keep
 
     @keep_journal.setter
@@ -243,10 +301,11 @@ class FakeProvisioningServer:
 
     @property
     def stats(self) -> ServerStats:
+        """Counters of what was received since start (or the last ``clear_journal``)."""
         return self._journal.stats()
 
     def clear_journal(self) -> None:
-        """Forget received requests: empties :attr:`journal` and zeroes :attr:`stats`."""
+        """Forget received requests: empties ``journal`` and zeroes ``stats``."""
         self._journal.clear()
 
     # --- lifecycle
@@ -260,10 +319,18 @@ class FakeProvisioningServer:
 
     @property
     def port(self) -> int:
+        """The port it listens on, once started."""
         return int(self.url.rpartition(":")[2])
 
     def client(self, **kwargs: Any) -> CldProvisioning:
-        """A client of this package pointed at this server (``kwargs`` go to its constructor)."""
+        """A client of this package pointed at this server (``kwargs`` go to its constructor).
+
+        Args:
+            **kwargs: More arguments of ``CldProvisioning`` (``retry_config``, ``timeout``...).
+
+        Returns:
+            A client with this server's URL, account and credentials; close it when done.
+        """
         # Imported here: the client module may import this one, and tests may not need a client.
         from .._client import CldProvisioning
         from .._config import Security
@@ -278,6 +345,12 @@ class FakeProvisioningServer:
         )
 
     async def start(self) -> None:
+        """Listen on 127.0.0.1 (in the running event loop); ``url`` is known from then on.
+
+        Raises:
+            RuntimeError: The server is already started.
+            OSError: The port could not be bound.
+        """
         if self._runner is not None:
             raise RuntimeError("the server is already started")
         server = web.Server(self._app.handle, access_log=None)
@@ -293,6 +366,7 @@ class FakeProvisioningServer:
         self._url = f"http://127.0.0.1:{runner.addresses[0][1]}"
 
     async def stop(self) -> None:
+        """Stop listening and close open connections; a server not started is left as it is."""
         runner, self._runner, self._url = self._runner, None, None
         if runner is not None:
             await runner.cleanup()
@@ -307,7 +381,11 @@ class FakeProvisioningServer:
     @contextlib.contextmanager
     def run_in_thread(self) -> Iterator[Self]:
         """Serve from a daemon thread with its own event loop, whatever loop (if any) the caller
-        runs, for sync tests and fixtures."""
+        runs, for sync tests and fixtures.
+
+        Returns:
+            A context manager: the server, started, within the ``with`` block; stopped after.
+        """
         with _loop_thread("cldprov-fake-server") as loop:
             asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=_TIMEOUT)
             try:

@@ -1,7 +1,7 @@
 """The fake server's in-memory account: its sub-accounts and their keys.
 
-Holds :class:`FakeKey` (the snapshot handed to tests), the stored key and sub-account records, and
-:class:`Accounts`, which owns them behind one lock and issues new keys. It knows nothing of HTTP:
+Holds ``FakeKey`` (the snapshot handed to tests), the stored key and sub-account records, and
+``Accounts``, which owns them behind one lock and issues new keys. It knows nothing of HTTP:
 the API's rules (validation, 404/409) live in ``_routes``.
 
 Imports nothing from the package (nor from ``cldprov_async``).
@@ -31,7 +31,17 @@ def _iso_second(second: int) -> str:
 
 @attrs.frozen
 class FakeKey:
-    """A snapshot of one key as the server holds it (timestamps as sent on the wire)."""
+    """A snapshot of one key as the server holds it (timestamps as sent on the wire).
+
+    Attributes:
+        name: The key's name (``""`` for an unnamed key).
+        api_key: The key.
+        api_secret: Its secret.
+        created_at: When it was created, as the API sends it (ISO 8601, seconds, UTC).
+        updated_at: When it last changed, likewise.
+        enabled: Whether it is enabled.
+        dedicated_for: ``("webhooks",)`` on the dedicated key, else empty.
+    """
 
     name: str
     api_key: str
@@ -121,7 +131,7 @@ class SubAccount:
 
 class Accounts:
     """The account's state. ``lock`` guards it: the public methods take it themselves; callers of
-    :meth:`get`, :meth:`new_key` and :meth:`stamp` (the request handlers) hold it."""
+    ``get``, ``new_key`` and ``stamp`` (the request handlers) hold it."""
 
     def __init__(
         self,
