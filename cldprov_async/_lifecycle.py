@@ -87,6 +87,8 @@ AuditState = Literal[
     "current", "due", "hand-off pending", "in grace", "retire due", "prune due", "no enabled key"
 ]
 AUDIT_STATES: Final[tuple[AuditState, ...]] = get_args(AuditState)
+#: The clock's smallest step: a strict "older than" first holds this long past its boundary.
+_TICK: Final = timedelta(microseconds=1)
 
 # -- the policy ----------------------------------------------------------------------------------
 
@@ -346,7 +348,8 @@ def decide(
         generate = retire_at is None
         generate_at = retire_at
     else:
-        generate_at = newest.created_at + policy.older_than
+        # "Older than" is strict: the first instant it holds is one tick past the boundary.
+        generate_at = newest.created_at + policy.older_than + _TICK
         if retire_at is not None:
             generate_at = max(generate_at, retire_at)
         label = newest.name or newest.api_key

@@ -168,8 +168,19 @@ def test_a_young_key_is_not_due_and_says_when() -> None:
     d = decide([key("prod", "1", day=0)], at(10), P30, RUN)
     assert not d.due
     assert d.state == "current"
-    assert (d.next, d.next_at) == ("generate", at(30))
+    assert (d.next, d.next_at) == ("generate", at(30) + timedelta(microseconds=1))  # strictly older
     assert d.reason == "newest enabled key 'prod' is 10d old, not older than 30d"
+
+
+def test_the_command_line_shows_a_due_moment_at_the_whole_second_at_or_after_it() -> None:
+    from cldprov_async._cli.output import iso_due
+
+    d = decide([key("prod", "1", day=0)], at(10), P30, RUN)
+    assert d.next_at is not None
+    assert iso_due(d.next_at) == "2026-01-31T00:00:01Z"
+    assert iso_due(at(30)) == "2026-01-31T00:00:00Z"  # already whole: unchanged
+    # At the second shown, the step is due.
+    assert decide([key("prod", "1", day=0)], at(30) + timedelta(seconds=1), P30, RUN).generate
 
 
 def test_a_hand_made_key_newer_than_the_rest_counts_for_older_than() -> None:

@@ -23,7 +23,7 @@ from .._audit import AuditReport, AuditRow
 from .._lifecycle import age_text
 from .ages import age_flag
 from .common import EXIT_FAILED, EXIT_OK, connect
-from .output import environments, table
+from .output import environments, iso_due, table
 from .select import named_ids
 
 #: Characters of the longest bar in the age histogram; attention lines printed at most.
@@ -63,7 +63,7 @@ def row_json(r: AuditRow) -> dict[str, Any]:
         "in_grace_until": _iso(r.in_grace_until),
         "pending_since": _iso(r.pending_since),
         "next": r.next,
-        "next_at": _iso(r.next_at),
+        "next_at": None if r.next_at is None else iso_due(r.next_at),
         "from_cache": r.from_cache,
         "error": r.error,
     }

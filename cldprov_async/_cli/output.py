@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO, cast
 
 from .._rotation import RotationResult
@@ -25,6 +25,14 @@ MASK = "********"
 
 def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso_due(value: datetime) -> str:
+    """When a step falls due, at the server's resolution: the whole second at or after it
+    (a strict "older than" falls due a microsecond past its boundary)."""
+    if value.microsecond:
+        value = value.replace(microsecond=0) + timedelta(seconds=1)
+    return iso(value)
 
 
 def environments(n: int) -> str:

@@ -30,6 +30,7 @@ from .output import (
     environments,
     error_json,
     iso,
+    iso_due,
     key_json,
     one_line,
     print_json,
@@ -66,7 +67,7 @@ def result_json(r: RotationResult, show: bool, lifecycle: bool = False) -> dict[
         }
         if lifecycle:
             doc["next"] = r.next
-            doc["next_at"] = None if r.next_at is None else iso(r.next_at)
+            doc["next_at"] = None if r.next_at is None else iso_due(r.next_at)
     return doc
 
 
@@ -259,4 +260,4 @@ class Report:
 def _next_text(r: RotationResult) -> str:
     if r.next is None:
         return "-"
-    return r.next if r.next_at is None else f"{r.next} at {iso(r.next_at)}"
+    return r.next if r.next_at is None else f"{r.next} at {iso_due(r.next_at)}"
