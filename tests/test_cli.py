@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_here import run_here
 
 from cldprov_async.testing import FakeKey, FakeProvisioningServer
 
@@ -30,23 +31,29 @@ def cli(
     stdin: str | None = None,
     account_url: str | None = ACCOUNT_URL,
     stderr: int | None = subprocess.PIPE,
+    here: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m cldprov_async`` (with ``--server-url`` first when a server is given)."""
+    """Run ``python -m cldprov_async`` (with ``--server-url`` first when a server is given);
+    ``here``: its ``main()`` in this process, for what is refused before anything starts."""
     env = {k: v for k, v in os.environ.items() if k != "CLOUDINARY_ACCOUNT_URL"}
     env["PYTHONPATH"] = str(ROOT)
     if account_url is not None:
         env["CLOUDINARY_ACCOUNT_URL"] = account_url
     prefix = ["--server-url", server.url] if server is not None else []
     io: dict[str, Any] = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
-    result = subprocess.run(
-        [sys.executable, "-m", "cldprov_async", *prefix, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        timeout=60,
-        **io,
-    )
+    if here:
+        assert stdin is None and stderr == subprocess.PIPE
+        result = run_here([*prefix, *args], env)
+    else:
+        result = subprocess.run(
+            [sys.executable, "-m", "cldprov_async", *prefix, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=60,
+            **io,
+        )
     output = result.stdout + (result.stderr or "")
     assert PROVISIONING_SECRET not in output
     assert "Traceback" not in output
@@ -206,26 +213,41 @@ def test_api_error_is_one_line(server: FakeProvisioningServer) -> None:
     ],
 )
 def test_usage_errors_exit_2(server: FakeProvisioningServer, args: list[str]) -> None:
-    result = cli(*args, server=server)
+    result = cli(*args, server=server, here=True)
     assert result.returncode == 2, result.stderr
     assert "error:" in result.stderr
     assert server.journal == []
 
 
+def test_a_usage_error_is_the_process_exit_status_and_one_line(
+    server: FakeProvisioningServer,
+) -> None:
+    """The in-process cases above say and return what the real process does."""
+    args = ("rotate", "sub-1", "--concurrency", "0")
+    real, here = cli(*args, server=server), cli(*args, server=server, here=True)
+    assert (real.returncode, real.stdout, real.stderr) == (2, "", here.stderr)
+    assert here.returncode == 2
+    last = real.stderr.strip().splitlines()[-1]
+    assert last == "cldprov-async rotate: error: argument --concurrency: must be at least 1, not 0"
+    assert server.journal == []
+
+
 def test_plain_http_to_a_remote_host_is_a_configuration_error() -> None:
-    result = cli("--server-url", "http://example.com", "keys", "list", "sub-1")
+    result = cli("--server-url", "http://example.com", "keys", "list", "sub-1", here=True)
     assert result.returncode == 2
     assert "https" in result.stderr
 
 
 def test_missing_credentials_exit_2() -> None:
-    result = cli("keys", "list", "sub-1", account_url=None)
+    result = cli("keys", "list", "sub-1", account_url=None, here=True)
     assert result.returncode == 2
     assert "CLOUDINARY_ACCOUNT_URL" in result.stderr
 
 
 def test_malformed_account_url_is_not_echoed() -> None:
-    result = cli("--account-url", "account://key:hunter2-secret", "keys", "list", "sub-1")
+    result = cli(
+        "--account-url", "account://key:hunter2-secret", "keys", "list", "sub-1", here=True
+    )
     assert result.returncode == 2
     assert "CLOUDINARY_ACCOUNT_URL" in result.stderr and "hunter2" not in result.stderr
 

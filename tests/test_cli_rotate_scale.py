@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_here import run_here
 
 from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
 
@@ -43,15 +44,22 @@ def environ() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "CLOUDINARY_ACCOUNT_URL": ACCOUNT_URL}
 
 
-def run(server: FakeProvisioningServer, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        command(server, *args),
-        env=environ(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+def run(
+    server: FakeProvisioningServer, *args: str, here: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The command in a process of its own; ``here``: its ``main()`` in this one (for what is
+    refused before anything starts)."""
+    if here:
+        result = run_here(command(server, *args)[3:], environ())
+    else:
+        result = subprocess.run(
+            command(server, *args),
+            env=environ(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
     assert "Traceback" not in result.stderr
     assert "fake-secret" not in result.stdout + result.stderr
     return result
@@ -163,7 +171,7 @@ def test_older_than_skips_fresh_keys_and_rejects_a_bad_age(
     assert len(docs) == 4 and server.keys_created == 0
     assert {e.method for e in server.journal} == {"GET"}
     server.clear_journal()
-    result = run(server, "--all", "--older-than", "bad")
+    result = run(server, "--all", "--older-than", "bad", here=True)
     assert result.returncode == 2 and "--older-than" in result.stderr
     assert server.journal == []
 
@@ -206,7 +214,7 @@ def test_older_than_rotates_old_environments_once(tmp_path: Path) -> None:
 def test_usage_errors_exit_2_before_sending(
     server: FakeProvisioningServer, args: list[str]
 ) -> None:
-    result = run(server, *args)
+    result = run(server, *args, here=True)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("cldprov-async")
     assert "error:" in result.stderr.strip().splitlines()[-1]
@@ -264,6 +272,7 @@ def test_a_signal_stops_cleanly_and_says_how_to_resume(signum: signal.Signals) -
         assert "interrupted:" in err and "Traceback" not in err
         hint = err.split("to resume:")[1].split()
         assert hint[:3] == ["cldprov-async", "rotate", "--all"] and "term" in hint
+        server.rate_limit = None  # the limit only kept the run going until the signal
         again = run(server, *hint[2:], "--jsonl")
         assert again.returncode == 0, again.stderr
     check_exactly_one_new_key(server, 40, "term")
@@ -289,6 +298,7 @@ def test_sigkill_at_a_random_point_then_the_same_command_finishes_exactly() -> N
         proc.wait(timeout=30)
         proc.stdout.close()
         assert proc.returncode == -signal.SIGKILL, f"seed {seed}: the run ended before the kill"
+        server.rate_limit = None  # the limit only kept the run going until the kill
         again = run(server, *args)
         assert again.returncode == 0, (seed, again.stderr)
         lines: list[dict[str, Any]] = [json.loads(line) for line in again.stdout.splitlines()]
