@@ -11,7 +11,7 @@ from the key cache when the listing shows no change, else a key listing (``_inve
 which refreshes the cache. With a warm cache a whole account costs one request. It takes no
 lock and writes nothing to the server, so any number may run beside a rotation.
 
-Imports: the key inventory and cache, the listing and access-key operations, ``_bulk``'s
+Imports: the key inventory and cache, the listing and access-key operations, ``_bulk_args``'s
 bulk retries, the clock, the lifecycle, models, config and errors.
 """
 
@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from attrs import Factory, define, frozen
 
 from ._access_keys import AccessKeyOperations
-from ._bulk import bulk_retries
+from ._bulk_args import bulk_retries
 from ._clock import utc
 from ._config import RetryConfig
 from ._inventory import EnvironmentKeys, KeyInventory
