@@ -381,7 +381,7 @@ async def rotate_many(
     rather than fail: pass ``retries`` to choose another budget.
 
     Args:
-        sub_account_ids: The environments' ids.
+        sub_account_ids: The environments: ids or ``ProductEnvironment`` objects.
         concurrency: Environments in flight at most.
         on_progress: Called as ``on_progress(done, total, result)`` after each environment
             (awaited if it returns an awaitable).
@@ -390,11 +390,22 @@ async def rotate_many(
         retire: What happens to the old enabled keys: ``"disable"``, ``"delete"`` or
             ``"keep"``.
         verify: An async callable taking each new key, awaited before anything of that
-            environment retires; returning False or raising rejects the key.
+            environment is handed off or retires (returning False or raising rejects the
+            key), or a ``PingVerifier`` (``client.ping_verifier()``).
         retries: The retry budget of each call; by default the client's, with room to wait
             for an hourly window.
         max_age: Rotate only where the newest enabled key is older than this.
-        dry_run: Only list the keys and plan.
+        dry_run: Only list the keys and plan; no hand-off runs.
+        deliver: Lifecycle mode's hand-off: an async callable taking the new key and its
+            ``ProductEnvironment``; raising or returning False fails the environment, and
+            the next run hands the same key off again.
+        grace: How long a handed-off key serves beside the older enabled keys before they
+            retire (lifecycle mode).
+        prune_after: How long after its retirement a key a rotation retired is deleted
+            (lifecycle mode).
+        listing: The environments as a product-environment listing showed them, for the
+            key cache.
+        refresh: Trust no cache entry: list every environment's keys.
 
     Returns:
         One ``RotationResult`` per id, in the order of ``sub_account_ids``.
