@@ -32,8 +32,10 @@ Generated from the programs' own argument parsers each time this site is built: 
 command, argument and option below is what `--help` prints. `cldprov-async` is also
 `python -m cldprov_async`.
 
-Exit status of `cldprov-async`: 0 success, 1 an API error or a failed rotation, 2 a usage
-or configuration error (one line on stderr naming the problem), 130 interrupted.
+Exit status of `cldprov-async`: 0 success; 1 an API error, a failed rotation, or an
+`audit --max-age` finding; 2 a usage or configuration error (one line on stderr naming the
+problem); 3 another rotation of the account holds its rotation lock (`rotate` only); 130
+interrupted.
 """
 
 
