@@ -21,10 +21,22 @@ from ._session import Session
 class AccessKeysAPI(AccessKeyOperations):
     """List, generate, update and delete access keys; page through them; rotate and audit them.
 
-    ``environments`` (the client's ``product_environments``) gives rotations the cloud names
-    the ping and deploy hooks need, and audits and age-filtered rotations the listing the key
-    cache (``key_cache``, the client's) is checked against; ``clock`` is the client's clock,
-    for their decisions.
+    Built by the client (``client.access_keys``); not constructed directly.
+
+    Args:
+        session: The client's session: its one request path, gate and retries.
+        account_id: The account whose keys these are.
+        environments: The product-environment listing (the client's
+            ``product_environments``); a new one on ``session`` when None.
+        key_cache: The client's key cache; None for none.
+        clock: The client's clock.
+
+    Attributes:
+        environments: Gives rotations the cloud names the ping and deploy hooks need, and
+            audits and age-filtered rotations the listing the key cache is checked against.
+        key_cache: What audits and age-filtered rotations read keys from when the listing
+            shows no change, and what every rotation writes into (None: no cache).
+        clock: The time their decisions are taken at (a ``ManualClock`` in tests).
     """
 
     def __init__(

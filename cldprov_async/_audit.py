@@ -11,7 +11,7 @@ from the key cache when the listing shows no change, else a key listing (``_inve
 which refreshes the cache. With a warm cache a whole account costs one request. It takes no
 lock and writes nothing to the server, so any number may run beside a rotation.
 
-Imports: the key inventory and cache, the listing and access-key operations, ``_bulk``'s
+Imports: the key inventory and cache, the listing and access-key operations, ``_bulk_args``'s
 bulk retries, the clock, the lifecycle, models, config and errors.
 """
 
@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from attrs import Factory, define, frozen
 
 from ._access_keys import AccessKeyOperations
-from ._bulk import bulk_retries
+from ._bulk_args import bulk_retries
 from ._clock import utc
 from ._config import RetryConfig
 from ._inventory import EnvironmentKeys, KeyInventory
@@ -73,20 +73,27 @@ class AuditRow:
     """One product environment in an audit. Never holds a secret.
 
     Attributes:
-        sub_account_id, cloud_name, name: the environment, as the listing shows it.
-        environment_enabled: whether the environment itself is enabled (None: unknown).
-        keys, enabled_keys: how many keys it has, and how many are enabled.
-        newest_enabled_created_at, oldest_enabled_created_at: the creation dates of its
-            newest and oldest enabled keys (None: no enabled key).
-        newest_enabled_age, oldest_enabled_age: their ages at the audit's ``now``.
-        webhooks_key: the api_key of the key dedicated for webhooks, if any.
-        state: the lifecycle state (``current``, ``due``, ``hand-off pending``, ``in
+        sub_account_id: The environment's id.
+        cloud_name: Its cloud name, as the listing shows it.
+        name: Its name, as the listing shows it.
+        environment_enabled: Whether the environment itself is enabled (None: unknown).
+        keys: How many keys it has.
+        enabled_keys: How many of them are enabled.
+        newest_enabled_created_at: The creation date of its newest enabled key (None: no
+            enabled key).
+        oldest_enabled_created_at: The creation date of its oldest enabled key.
+        newest_enabled_age: The newest enabled key's age at the audit's ``now``: what
+            ``--older-than`` and ``--max-age`` are compared with.
+        oldest_enabled_age: The oldest enabled key's age at the audit's ``now``.
+        webhooks_key: The api_key of the key dedicated for webhooks, if any.
+        state: The lifecycle state (``current``, ``due``, ``hand-off pending``, ``in
             grace``, ``retire due``, ``prune due``, ``no enabled key``); None on error.
-        in_grace_until: the end of the grace period, in state ``in grace``.
-        pending_since: the creation date of the key whose hand-off is pending.
-        next, next_at: the step a rotation would take next, and when (None: now).
-        from_cache: whether the keys came from the key cache (no request).
-        error: why the environment could not be audited (then ``state`` is None).
+        in_grace_until: The end of the grace period, in state ``in grace``.
+        pending_since: The creation date of the key whose hand-off is pending.
+        next: The step a rotation would take next (None: nothing is due).
+        next_at: When that step is due (None: now).
+        from_cache: Whether the keys came from the key cache (no request).
+        error: Why the environment could not be audited (then ``state`` is None).
     """
 
     sub_account_id: str
@@ -118,7 +125,16 @@ class AuditRow:
         return self.state
 
     def attention(self, max_age: timedelta, now: datetime) -> str | None:
-        """Why a monitor watching for ``max_age`` should page about this row, or None."""
+        """Why a monitor watching for ``max_age`` should page about this row.
+
+        Args:
+            max_age: The oldest a newest enabled key may be (``audit --max-age``).
+            now: The time to judge a pending hand-off's age at (the report's ``now``).
+
+        Returns:
+            The reason in a few words (not audited, no enabled key, a hand-off pending for
+            more than a day, a newest enabled key older than ``max_age``), or None.
+        """
         if self.error is not None:
             return f"not audited: {self.error}"
         if self.newest_enabled_age is None:
@@ -156,7 +172,14 @@ class AuditSummary:
 
 @frozen
 class AuditReport:
-    """An audit's rows, in the listing's order (ids: in the order given), and its summary."""
+    """An audit's rows, in the listing's order (ids: in the order given), and its summary.
+
+    Attributes:
+        now: The instant the ages and states were judged at.
+        policy: The policy they were judged by (``older_than``, ``grace``, ``prune_after``).
+        rows: One row per environment.
+        summary: The counts of ``rows``.
+    """
 
     now: datetime
     policy: LifecyclePolicy
@@ -164,7 +187,15 @@ class AuditReport:
     summary: AuditSummary
 
     def needs_attention(self, max_age: timedelta) -> tuple[tuple[AuditRow, str], ...]:
-        """The rows a monitor should page about (see ``AuditRow.attention``), with why."""
+        """The rows a monitor should page about, with why (``audit --max-age`` exits 1 when
+        there is any).
+
+        Args:
+            max_age: The oldest a newest enabled key may be.
+
+        Returns:
+            ``(row, reason)`` for each row whose ``AuditRow.attention`` gives a reason.
+        """
         found = ((row, row.attention(max_age, self.now)) for row in self.rows)
         return tuple((row, why) for row, why in found if why is not None)
 

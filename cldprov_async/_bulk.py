@@ -12,8 +12,11 @@ items, ``listing=``, or looked up for a lifecycle run) whose key ids and enabled
 the cache's entry is decided from the entry, with no request, when its policy leaves
 nothing due; every rotation writes what it did into the cache (``_inventory``).
 
-Imports: rotation (one environment, and the lifecycle's run), the key inventory and cache,
-the access-key operations, telemetry, models, config, errors.
+Its arguments are checked, and become one run's ``Options``, in ``_bulk_args``.
+
+Imports: its arguments (``_bulk_args``), rotation (one environment, and the lifecycle's
+run), the key inventory and cache, the access-key operations, telemetry, models, config,
+errors.
 """
 
 from __future__ import annotations
@@ -23,33 +26,37 @@ import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Sequence
 from datetime import timedelta
-
-from attrs import evolve, frozen
 
 from . import _telemetry as telemetry
 from ._access_keys import AccessKeyOperations
+from ._bulk_args import (
+    Item,
+    Options,
+    Source,
+    checked_ids,
+    checked_source,
+    id_of,
+    lifecycle_options,
+    options,
+)
 from ._clock import utc
 from ._config import RetryConfig
 from ._environments import EnvironmentLookup
 from ._inventory import KeyInventory
 from ._keycache import apply_changes
-from ._labels import check_run_name
-from ._lifecycle import LifecyclePolicy
-from ._lifecycle_run import Deliver, LifecycleRun, delivering, run_lifecycle
+from ._lifecycle_run import Deliver, LifecycleRun, run_lifecycle
 from ._product_environments import ProductEnvironmentOperations
 from ._rotation import (
     ROTATE,
     Retire,
     RotationResult,
     Verify,
-    check_rotate_options,
     log_failure,
     plan_rotation,
     policy_skip,
     rotate_listed,
-    run_name,
 )
 from ._verify import PingVerifier
 from .errors import CldProvisioningError
@@ -58,27 +65,6 @@ from .models import AccessKey, ProductEnvironment, check_id
 log = logging.getLogger("cldprov_async")
 
 OnProgress = Callable[[int, int, RotationResult], object]
-#: Hourly windows reset up to an hour later; a bulk rotation waits for them.
-BULK_MAX_WAIT = 3700.0
-
-
-#: What ``rotate_iter`` takes: ids, or the environments of a listing (no lookup needed).
-Item = str | ProductEnvironment
-Source = Iterable[Item] | AsyncIterable[Item]
-
-
-@frozen
-class _Options:
-    name: str
-    retire: Retire
-    verify: Verify | PingVerifier | None
-    retries: RetryConfig
-    max_age: timedelta | None
-    dry_run: bool
-    lifecycle: LifecycleRun | None
-    # The key cache: environments as a listing showed them, and what reads and records keys.
-    environments: Mapping[str, ProductEnvironment]
-    inventory: KeyInventory
 
 
 # -- the engine ------------------------------------------------------------------------------
@@ -158,54 +144,23 @@ def rotate_iter(
         TypeError: An argument has the wrong type (named in the message), or lifecycle mode
             outside a dry run has no ``deliver``; nothing was sent.
     """
-    if isinstance(sub_account_ids, str):
-        raise TypeError("sub_account_ids must be an iterable of ids, not a str")
-    ids: Source = sub_account_ids
-    if not isinstance(sub_account_ids, AsyncIterable):
-        ids = _checked_ids(sub_account_ids)
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
-    check_rotate_options(name, retire, verify)
-    if max_age is not None:
-        if not isinstance(max_age, timedelta):
-            raise TypeError(f"max_age must be a timedelta, not {type(max_age).__name__}")
-        if max_age <= timedelta(0):
-            raise ValueError(f"max_age must be positive, not {max_age}")
-    if not isinstance(dry_run, bool):
-        raise TypeError(f"dry_run must be a bool, not {type(dry_run).__name__}")
-    if retries is None:
-        retries = bulk_retries(api)
-    run: LifecycleRun | None = None
-    if deliver is not None or grace is not None or prune_after is not None:
-        if deliver is None and not dry_run:
-            raise TypeError(
-                "deliver is required with grace or prune_after: an async callable taking"
-                " (new_key, environment) that stores the secret where its consumers read it"
-            )
-        if deliver is not None and not callable(deliver):
-            raise TypeError("deliver must be an async callable taking (new_key, environment)")
-        if name is not None:
-            check_run_name(name)
-        policy = LifecyclePolicy(max_age, grace or timedelta(0), prune_after, retire)
-        run = LifecycleRun(
-            name or run_name(),
-            policy,
-            delivering(deliver or _no_delivery),
-            verify,
-            retries,
-            api.clock,
-        )
-    listed, inventory = _key_cache(api, retries, listing, refresh)
-    opts = _Options(
-        name or run_name(), retire, verify, retries, max_age, dry_run, run, listed, inventory
+    ids = checked_source(sub_account_ids)
+    opts = options(
+        api,
+        concurrency=concurrency,
+        name=name,
+        retire=retire,
+        verify=verify,
+        retries=retries,
+        max_age=max_age,
+        dry_run=dry_run,
+        deliver=deliver,
+        grace=grace,
+        prune_after=prune_after,
+        listing=listing,
+        refresh=refresh,
     )
     return _run(api, ids, concurrency, opts, _lookup(api, ids, opts))
-
-
-def bulk_retries(api: AccessKeyOperations) -> RetryConfig:
-    """The client's retry budget, waiting out an hourly window (bulk work is patient)."""
-    base = api.default_retry
-    return evolve(base, max_wait=max(base.max_wait, BULK_MAX_WAIT))
 
 
 def lifecycle_iter(
@@ -222,48 +177,12 @@ def lifecycle_iter(
     hand-off may be its result line); arguments as ``rotate_iter`` checks them."""
     ids = sub_account_ids
     if not isinstance(ids, AsyncIterable):
-        ids = _checked_ids(ids)
-    listed, inventory = _key_cache(api, run.retries, listing, refresh)
-    policy = run.policy
-    opts = _Options(
-        run.name,
-        policy.retire,
-        run.verify,
-        run.retries,
-        policy.older_than,
-        dry_run,
-        run,
-        listed,
-        inventory,
-    )
+        ids = checked_ids(ids)
+    opts = lifecycle_options(api, run, dry_run=dry_run, listing=listing, refresh=refresh)
     return _run(api, ids, concurrency, opts, _lookup(api, ids, opts))
 
 
-def _key_cache(
-    api: AccessKeyOperations,
-    retries: RetryConfig,
-    listing: Iterable[ProductEnvironment] | None,
-    refresh: bool,
-) -> tuple[dict[str, ProductEnvironment], KeyInventory]:
-    """The environments of ``listing`` by id (checked), and the run's key inventory on the
-    client's key cache and clock."""
-    if not isinstance(refresh, bool):
-        raise TypeError(f"refresh must be a bool, not {type(refresh).__name__}")
-    listed = list(listing or ())
-    if not all(isinstance(env, ProductEnvironment) for env in listed):
-        raise TypeError("listing must hold ProductEnvironment objects")
-    clock = functools.partial(utc, api.clock)
-    inventory = KeyInventory(
-        api, api.key_cache, refresh=refresh, clock=clock, retries=retries, priority="bulk"
-    )
-    return {env.id: env for env in listed}, inventory
-
-
-async def _no_delivery(key: AccessKey, environment: ProductEnvironment) -> None:
-    raise AssertionError("a dry run hands nothing off")  # pragma: no cover
-
-
-def _lookup(api: AccessKeyOperations, ids: Source, opts: _Options) -> EnvironmentLookup | None:
+def _lookup(api: AccessKeyOperations, ids: Source, opts: Options) -> EnvironmentLookup | None:
     """The environments' lookup, when the run needs their cloud names (else None)."""
     if opts.lifecycle is None and not isinstance(opts.verify, PingVerifier):
         return None
@@ -279,20 +198,6 @@ def _lookup(api: AccessKeyOperations, ids: Source, opts: _Options) -> Environmen
     return EnvironmentLookup(listing, order, opts.retries)
 
 
-def _checked_ids(sub_account_ids: Iterable[Item]) -> list[Item]:
-    ids = list(sub_account_ids)
-    subs = [_id_of(sub) for sub in ids]
-    for sub in subs:
-        check_id(sub, "sub_account_ids[]")
-    if len(set(subs)) != len(subs):
-        raise ValueError("sub_account_ids must not repeat an id")
-    return ids
-
-
-def _id_of(item: object) -> object:
-    return item.id if isinstance(item, ProductEnvironment) else item
-
-
 async def _ids(source: Source) -> AsyncGenerator[Item, None]:
     if isinstance(source, AsyncIterable):
         async for sub in source:
@@ -306,7 +211,7 @@ async def _run(
     api: AccessKeyOperations,
     source: Source,
     concurrency: int,
-    opts: _Options,
+    opts: Options,
     lookup: EnvironmentLookup | None,
 ) -> AsyncGenerator[RotationResult, None]:
     ids = _ids(source)
@@ -345,11 +250,11 @@ async def _one(
     api: AccessKeyOperations,
     item: Item,
     seen: set[str],
-    opts: _Options,
+    opts: Options,
     lookup: EnvironmentLookup | None,
 ) -> RotationResult:
     """One environment; every failure becomes its result, so one never stops the others."""
-    sub = _id_of(item)
+    sub = id_of(item)
     try:
         check_id(sub, "sub_account_ids[]")
         assert isinstance(sub, str)
@@ -370,7 +275,7 @@ async def _steps(
     api: AccessKeyOperations,
     sub: str,
     item: Item,
-    opts: _Options,
+    opts: Options,
     lookup: EnvironmentLookup | None,
 ) -> RotationResult:
     inventory = opts.inventory
@@ -420,7 +325,7 @@ async def _steps(
 
 
 async def _cached_skip(
-    api: AccessKeyOperations, env: ProductEnvironment | None, opts: _Options
+    api: AccessKeyOperations, env: ProductEnvironment | None, opts: Options
 ) -> RotationResult | None:
     """The policy's skip from the key cache, when its entry is trusted (no request)."""
     if opts.max_age is None or env is None:
@@ -476,7 +381,7 @@ async def rotate_many(
     rather than fail: pass ``retries`` to choose another budget.
 
     Args:
-        sub_account_ids: The environments' ids.
+        sub_account_ids: The environments: ids or ``ProductEnvironment`` objects.
         concurrency: Environments in flight at most.
         on_progress: Called as ``on_progress(done, total, result)`` after each environment
             (awaited if it returns an awaitable).
@@ -485,11 +390,22 @@ async def rotate_many(
         retire: What happens to the old enabled keys: ``"disable"``, ``"delete"`` or
             ``"keep"``.
         verify: An async callable taking each new key, awaited before anything of that
-            environment retires; returning False or raising rejects the key.
+            environment is handed off or retires (returning False or raising rejects the
+            key), or a ``PingVerifier`` (``client.ping_verifier()``).
         retries: The retry budget of each call; by default the client's, with room to wait
             for an hourly window.
         max_age: Rotate only where the newest enabled key is older than this.
-        dry_run: Only list the keys and plan.
+        dry_run: Only list the keys and plan; no hand-off runs.
+        deliver: Lifecycle mode's hand-off: an async callable taking the new key and its
+            ``ProductEnvironment``; raising or returning False fails the environment, and
+            the next run hands the same key off again.
+        grace: How long a handed-off key serves beside the older enabled keys before they
+            retire (lifecycle mode).
+        prune_after: How long after its retirement a key a rotation retired is deleted
+            (lifecycle mode).
+        listing: The environments as a product-environment listing showed them, for the
+            key cache.
+        refresh: Trust no cache entry: list every environment's keys.
 
     Returns:
         One ``RotationResult`` per id, in the order of ``sub_account_ids``.
@@ -500,7 +416,7 @@ async def rotate_many(
     """
     if isinstance(sub_account_ids, str):
         sub_account_ids = [sub_account_ids]
-    ids = _checked_ids(sub_account_ids)
+    ids = checked_ids(sub_account_ids)
     results: dict[str, RotationResult] = {}
     stream = rotate_iter(
         api,
@@ -525,4 +441,4 @@ async def rotate_many(
                 outcome = on_progress(len(results), len(ids), result)
                 if inspect.isawaitable(outcome):
                     await outcome
-    return [results[str(_id_of(sub))] for sub in ids]
+    return [results[str(id_of(sub))] for sub in ids]

@@ -26,7 +26,13 @@ class Clock(Protocol):
 
     def __call__(self) -> float: ...
 
-    async def sleep(self, seconds: float) -> None: ...
+    async def sleep(self, seconds: float) -> None:
+        """Wait this long on this clock (a manual clock may return at once).
+
+        Args:
+            seconds: How long to wait.
+        """
+        ...
 
 
 class SystemClock:
@@ -36,6 +42,11 @@ class SystemClock:
         return time.time()
 
     async def sleep(self, seconds: float) -> None:
+        """Wait with ``asyncio.sleep``.
+
+        Args:
+            seconds: How long to wait.
+        """
         await asyncio.sleep(seconds)
 
     def __repr__(self) -> str:

@@ -52,6 +52,10 @@ class ShellHook:
         hide: values never passed to the hook's environment and masked in its stderr (the
             provisioning secret: ``client.deploy_hook()`` passes it).
 
+    Attributes:
+        command: the shell command.
+        timeout: seconds the hook may run.
+
     Raises:
         ValueError: an empty command or a timeout that is not a positive number.
     """
@@ -89,7 +93,12 @@ class ShellHook:
         return len(self._running)
 
     def send_signal(self, signum: int) -> None:
-        """Pass ``signum`` to the process group of every hook running now."""
+        """Pass a signal to the process group of every hook running now (the CLI passes on
+        the SIGTERM or SIGINT that stops its run), and mark the run as stopping.
+
+        Args:
+            signum: The signal's number (``signal.SIGTERM``).
+        """
         self._signalled = True
         for proc in list(self._running):
             with contextlib.suppress(ProcessLookupError, PermissionError):

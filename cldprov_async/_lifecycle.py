@@ -114,9 +114,9 @@ def _retire_mode(_: object, attribute: Any, value: object) -> None:
 
 @frozen
 class LifecyclePolicy:
-    """When keys are made, retired and pruned.
+    """When keys are made, retired and pruned: the rotation's policy, and the audit's.
 
-    Args:
+    Attributes:
         older_than: make a new key only when the newest enabled key is older than this
             (None: on every run that may).
         grace: how long a handed-off key serves beside the older keys before they retire.
@@ -200,7 +200,9 @@ class Facts:
     """What an audit row shows of one environment (ages are as of the decision's ``now``).
 
     Attributes:
-        keys: all keys; ``enabled`` and ``disabled`` split them.
+        keys: all keys.
+        enabled: the enabled keys among them.
+        disabled: the disabled keys among them.
         pending: enabled keys labelled ``@pending``.
         retired: disabled keys labelled ``@retired`` (the ones pruning may delete).
         newest_enabled_age: age of the newest enabled key (None: no enabled key).

@@ -70,6 +70,12 @@ class RotationLock:
         directory: where the lock file goes (default: ``lock_directory()``).
         ttl: seconds a Redis lease outlives its last renewal.
 
+    Attributes:
+        host: the API server's ``host:port`` (half of the lock's key).
+        account_id: the account (the other half).
+        me: this process's ``{"host": ..., "pid": ...}``, recorded with the lock so that
+            a refused run can name its holder.
+
     Raises:
         RotationLockedError: (from ``acquire``) another run holds it; names its host and pid.
         RotationLockError: (from ``acquire``) the lock's Redis did not answer.
@@ -103,6 +109,7 @@ class RotationLock:
 
     @property
     def held(self) -> bool:
+        """Whether this object holds the lock now."""
         return self._fd is not None or self._value is not None
 
     @property
@@ -112,7 +119,14 @@ class RotationLock:
         return (self._directory or lock_directory()) / f"rotate-{digest}.lock"
 
     async def acquire(self) -> None:
-        """Take the lock now, or raise (see the class docstring)."""
+        """Take the lock now, or raise: it never waits (a cron run that finds another
+        running should stop, not queue behind it).
+
+        Raises:
+            RotationLockedError: Another run holds it; the message names its host and pid.
+            RotationLockError: The lock's Redis did not answer.
+            RuntimeError: This object holds it already.
+        """
         if self.held:
             raise RuntimeError("this RotationLock is held already")
         if self._fleet is None:

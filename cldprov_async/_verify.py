@@ -42,6 +42,13 @@ class PingVerifier:
         backoff_initial: the first retry's upper bound, in seconds.
         backoff_max: the largest backoff between two attempts, in seconds.
 
+    Attributes:
+        server_url: the base URL the ping is sent to.
+        timeout: seconds of ``clock`` a key may take to be accepted.
+        clock: the clock of the backoff and the timeout.
+        backoff_initial: the first retry's upper bound, in seconds.
+        backoff_max: the largest backoff between two attempts, in seconds.
+
     Raises:
         ValueError: a timeout or backoff that is not a positive number.
     """

@@ -217,6 +217,12 @@ class HandOffError(CldProvisioningError):
     exited non-zero or ran past its timeout. The key stays pending and the older keys stay
     enabled; the next run hands the same key off again.
 
+    Args:
+        message: Why the hand-off failed (a hook's stderr tail included).
+        exit_status: The hook's exit status, if a hook ran and exited.
+        timed_out: Whether the hook ran past its timeout.
+        stderr_tail: The last lines of the hook's stderr, secrets masked.
+
     Attributes:
         exit_status: the hook's exit status (negative: killed by that signal), or None.
         timed_out: the hook ran past its timeout and its process group was killed.
@@ -242,7 +248,12 @@ class RotationLockError(CldProvisioningError):
 
 
 class RotationLockedError(RotationLockError):
-    """Another run holds the rotation lock of this account and server.
+    """Another run holds the rotation lock of this account and server (the CLI exits 3).
+
+    Args:
+        message: The refusal, naming the account, the server and the holder.
+        host: The holder's host name.
+        pid: The holder's process id (None when its record could not be read).
 
     Attributes:
         host: the holder's host name.

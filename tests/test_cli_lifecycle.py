@@ -262,11 +262,11 @@ def test_lifecycle_usage_errors_exit_2_before_sending(
     assert fake.journal == []
 
 
-def test_the_readmes_file_hook_writes_each_key_with_mode_0600(
+def test_the_guides_file_hook_writes_each_key_with_mode_0600(
     fake: FakeProvisioningServer, tmp_path: Path, here: Run
 ) -> None:
-    readme = (ROOT / "README.md").read_text()
-    (block,) = [b for b in re.findall(r"```sh\n(.*?)```", readme, flags=re.S) if "umask 077" in b]
+    guide = (ROOT / "docs" / "guides" / "rotation-in-production.md").read_text()
+    (block,) = [b for b in re.findall(r"```sh\n(.*?)```", guide, flags=re.S) if "umask 077" in b]
     store = tmp_path / "store"
     store.mkdir()
     script = tmp_path / "deliver.sh"

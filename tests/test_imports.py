@@ -30,6 +30,7 @@ LAYERS: list[set[str]] = [
     {"cldprov_async._client"},
     {"cldprov_async._api"},
     {"cldprov_async._audit", "cldprov_async._bulk"},
+    {"cldprov_async._bulk_args"},
     {"cldprov_async._lifecycle_run"},
     {"cldprov_async._rotation"},
     {

@@ -1,16 +1,17 @@
 """The ``cldprov-async`` command line (also ``python -m cldprov_async``), on argparse.
 
-Exit codes: 0 success, 1 an API error or a failed rotation, 2 a usage or configuration
-error, 130 interrupted. Data goes to stdout (a table, or one JSON document with
-``--json``); progress, summaries and errors go to stderr. Secrets of existing keys are
-masked unless ``--show-secrets``; a newly created key's secret is always printed, once,
-because the API never shows it again. The provisioning secret is never printed.
+Exit codes: 0 success, 1 an API error, a failed rotation or an ``audit --max-age`` finding,
+2 a usage or configuration error, 3 the account's rotation lock is held by another run, 130
+interrupted. Data goes to stdout (a table, or one JSON document with ``--json``); progress,
+summaries and errors go to stderr. Secrets of existing keys are masked unless
+``--show-secrets``; a newly created key's secret is always printed, once, because the API
+never shows it again. The provisioning secret is never printed.
 
 This module holds the entry point ``main`` (``[project.scripts]`` and ``__main__`` name it)
 and re-exports ``build_parser``. The package, top to bottom: ``__init__`` -> ``parser`` ->
-the commands (``keys``, ``rotate``, ``demo``) -> ``common`` and ``output``; a module imports
-only those below it. This one may import any of them, the standard library and the rest of
-cldprov_async (errors); nothing else in cldprov_async imports the CLI.
+the commands (``keys``, ``rotate``, ``audit``, ``demo``) -> ``common`` and ``output``; a
+module imports only those below it. This one may import any of them, the standard library
+and the rest of cldprov_async (errors); nothing else in cldprov_async imports the CLI.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 from .. import _rotation
-from .._bulk import bulk_retries, lifecycle_iter
+from .._bulk import lifecycle_iter
+from .._bulk_args import bulk_retries
 from .._client import CldProvisioning
 from .._hook import ShellHook
 from .._labels import check_run_name

@@ -68,9 +68,16 @@ class Store(Protocol):
 class KeyCache:
     """The cache of one account on one server; ``where`` names its file or Redis hash.
 
+    The client opens it (``CldProvisioning(key_cache=...)``); audits and age-filtered
+    rotations read it, and every rotation writes what it did into it.
+
     Args:
         store: where the entries live (a file or a Redis hash).
         ttl: how long an entry is trusted at most (positive).
+
+    Attributes:
+        store: where the entries live.
+        ttl: how long an entry is trusted at most.
 
     Raises:
         TypeError: ``ttl`` is not a timedelta.
@@ -88,18 +95,36 @@ class KeyCache:
 
     @property
     def where(self) -> str:
+        """The file's path, or the Redis hash's name and server, for messages."""
         return self.store.where
 
     def __repr__(self) -> str:
         return f"KeyCache({self.where!r}, ttl={self.ttl})"
 
     def fresh(self, sub_account_id: str, entry: CacheEntry, now: datetime) -> bool:
-        """Whether ``entry`` may still be trusted at ``now``."""
+        """Whether an entry may still be trusted without a key listing.
+
+        Args:
+            sub_account_id: The environment the entry belongs to.
+            entry: The entry, as ``get`` returned it.
+            now: The time to judge at (the client's clock).
+
+        Returns:
+            True before the entry's expiry (``CacheEntry.expires_at``).
+        """
         return now < entry.expires_at(sub_account_id, self.ttl)
 
     async def get(self, ids: Collection[str]) -> dict[str, CacheEntry]:
-        """The readable entries of ``ids`` (stale ones included: see ``fresh``). Never
-        raises for the store's sake: a failure is one warning and an empty answer."""
+        """The readable entries of some environments. Never raises for the store's sake: a
+        failure is one warning and an empty answer, so the caller lists keys instead.
+
+        Args:
+            ids: The environments wanted.
+
+        Returns:
+            ``{sub_account_id: entry}`` for each readable entry (stale ones included: see
+            ``fresh``); unreadable ones are left out, with a warning.
+        """
         try:
             raw = await self.store.load(ids)
         except StoreUnreadable as exc:
@@ -135,8 +160,13 @@ class KeyCache:
         return out
 
     async def put(self, changes: Mapping[str, CacheEntry | None], now: datetime) -> None:
-        """Write entries (None forgets one). A newer entry another process wrote is kept;
-        entries past the ttl are dropped. Never raises for the store's sake."""
+        """Write entries atomically. A newer entry another process wrote is kept; entries
+        past the ttl are dropped. Never raises for the store's sake (one warning).
+
+        Args:
+            changes: ``{sub_account_id: entry}``; None forgets that environment's entry.
+            now: The time to judge the stored entries' expiry at.
+        """
         if not changes:
             return
         as_json = {sub: None if e is None else entry_json(e) for sub, e in changes.items()}
@@ -175,6 +205,7 @@ class KeyCache:
         self._failing = True
 
     async def close(self) -> None:
+        """Release the store (a Redis connection; a file holds nothing open)."""
         await self.store.close()
 
 

@@ -29,7 +29,16 @@ class CorruptEntry(ValueError):
 
 @frozen
 class CachedKey:
-    """One key as its environment's key listing showed it, without the secret."""
+    """One key as its environment's key listing showed it, without the secret.
+
+    Attributes:
+        name: The key's name (its lifecycle label included).
+        api_key: The key's public id.
+        enabled: Whether the key was enabled.
+        created_at: When the key was made (never changes: the age policies read it).
+        updated_at: The key's last change (a hand-off's or a retirement's time).
+        dedicated_for: What the key is dedicated for (``("webhooks",)`` or empty).
+    """
 
     name: str
     api_key: str
@@ -40,7 +49,14 @@ class CachedKey:
 
     @classmethod
     def of(cls, key: KeyLike) -> CachedKey:
-        """The record of ``key`` (an ``AccessKey`` or a record): everything but a secret."""
+        """The record of a key: everything but its secret.
+
+        Args:
+            key: An ``AccessKey``, or anything shaped like one (a record is returned as is).
+
+        Returns:
+            The ``CachedKey``.
+        """
         if isinstance(key, CachedKey):
             return key
         dedicated = tuple(str(d) for d in key.dedicated_for)
@@ -49,25 +65,52 @@ class CachedKey:
 
 @frozen
 class CacheEntry:
-    """One environment's keys as a listing showed them at ``fetched_at``."""
+    """One environment's keys as a listing showed them at ``fetched_at``.
+
+    Attributes:
+        fetched_at: When the keys were listed (the entry's age counts from it).
+        keys: The keys, without secrets.
+    """
 
     fetched_at: datetime
     keys: tuple[CachedKey, ...]
 
     @classmethod
     def of(cls, keys: Iterable[KeyLike], fetched_at: datetime) -> CacheEntry:
+        """The entry of an environment's keys as just listed.
+
+        Args:
+            keys: Every key of the environment (``AccessKey`` or any key-shaped record).
+            fetched_at: When they were listed.
+
+        Returns:
+            The ``CacheEntry``, holding no secret.
+        """
         return cls(fetched_at, tuple(CachedKey.of(k) for k in keys))
 
     def expires_at(self, sub_account_id: str, ttl: timedelta) -> datetime:
-        """When the entry stops being trusted: between ``EARLIEST_EXPIRY * ttl`` and ``ttl``
-        after its fetch, the same instant on every read (a hash of the environment and the
-        fetch time, not a random draw)."""
+        """When the entry stops being trusted, spread so that a cache filled in one run does
+        not expire all at once.
+
+        Args:
+            sub_account_id: The environment the entry belongs to.
+            ttl: The cache's time to live.
+
+        Returns:
+            An instant between ``EARLIEST_EXPIRY * ttl`` and ``ttl`` after the fetch, the
+            same on every read (a hash of the environment and the fetch time, not a random
+            draw).
+        """
         seed = f"{sub_account_id}|{self.fetched_at.timestamp()}".encode()
         share = EARLIEST_EXPIRY + (1 - EARLIEST_EXPIRY) * (zlib.crc32(seed) % 1000) / 1000
         return self.fetched_at + ttl * share
 
     def flags(self) -> dict[str, bool]:
-        """api_key -> enabled: what a product-environment listing shows of these keys."""
+        """What a product-environment listing shows of these keys, to compare with it.
+
+        Returns:
+            ``{api_key: enabled}`` for each key.
+        """
         return {k.api_key: k.enabled for k in self.keys}
 
 

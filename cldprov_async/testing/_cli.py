@@ -35,18 +35,63 @@ def _parser() -> argparse.ArgumentParser:
         " CLOUDINARY_ACCOUNT_URL=account://KEY:SECRET@ACCOUNT_ID (its credentials), e.g. for"
         " `cldprov-async --server-url $CLDPROV_FAKE_URL audit`.",
     )
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--account-id", default="fake-account")
-    parser.add_argument("--api-key", default="fake-key")
-    parser.add_argument("--api-secret", default="fake-secret")
-    parser.add_argument("--sub-account", action="append", help="repeatable; default: sub-1")
-    parser.add_argument("--keys-per-sub-account", type=int, default=1)
-    parser.add_argument("--rate-limit", type=_rate_limit_arg, metavar="N/SECONDS")
-    parser.add_argument("--rate-limit-status", type=int, choices=(420, 429), default=420)
-    parser.add_argument("--retry-after", choices=("seconds", "date"))
-    parser.add_argument("--fault-rate", type=float, default=0.0)
-    parser.add_argument("--fault-kind", action="append", choices=FAULT_KINDS, help="repeatable")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--port", type=int, default=0, help="the port to listen on (default: 0, a free one)"
+    )
+    parser.add_argument(
+        "--account-id", default="fake-account", help="the account it answers for (other: 404)"
+    )
+    parser.add_argument("--api-key", default="fake-key", help="the provisioning key it accepts")
+    parser.add_argument(
+        "--api-secret", default="fake-secret", help="the provisioning secret it accepts"
+    )
+    parser.add_argument(
+        "--sub-account",
+        action="append",
+        metavar="SUB",
+        help="a product environment to start with (repeatable; default: sub-1)",
+    )
+    parser.add_argument(
+        "--keys-per-sub-account",
+        type=int,
+        default=1,
+        metavar="N",
+        help="enabled keys each environment starts with (default: 1)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate_limit_arg,
+        metavar="N/SECONDS",
+        help="N requests per fixed window of SECONDS (default: no limit)",
+    )
+    parser.add_argument(
+        "--rate-limit-status",
+        type=int,
+        choices=(420, 429),
+        default=420,
+        help="the status past the limit (default: 420)",
+    )
+    parser.add_argument(
+        "--retry-after",
+        choices=("seconds", "date"),
+        help="send Retry-After with a rejection, in seconds or as a date (default: none)",
+    )
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="the share of accepted requests that meet a random fault, 0 to 1 (default: 0)",
+    )
+    parser.add_argument(
+        "--fault-kind",
+        action="append",
+        choices=FAULT_KINDS,
+        help="a kind of random fault (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--seed", type=int, help="makes random faults, keys and secrets repeat from run to run"
+    )
     parser.add_argument(
         "--ping-delay",
         type=float,
@@ -103,8 +148,8 @@ def account_url(server: FakeProvisioningServer) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM or SIGINT, then exit 0.
 
-    Prints ``CLDPROV_FAKE_URL=http://127.0.0.1:PORT`` once it listens. Options: ``--help``,
-    or the command line reference.
+    Prints ``CLDPROV_FAKE_URL=http://127.0.0.1:PORT`` and the ``CLOUDINARY_ACCOUNT_URL``
+    that reaches it once it listens. Options: ``--help``, or the command line reference.
 
     Args:
         argv: The arguments; ``sys.argv[1:]`` when None.

@@ -59,13 +59,29 @@ class ManualClock:
         return datetime.fromtimestamp(self(), UTC)
 
     def set(self, when: float | datetime) -> None:
-        """Move to ``when`` (epoch seconds or an aware datetime); backwards too."""
+        """Move to a given time, backwards too.
+
+        Args:
+            when: Epoch seconds or an aware datetime.
+
+        Raises:
+            TypeError: ``when`` is neither a number nor a datetime.
+            ValueError: ``when`` is a naive datetime.
+        """
         target = _seconds(when, "when")
         with self._lock:
             self._offset += target - self()
 
     def advance(self, seconds: float | timedelta) -> None:
-        """Move forward by ``seconds`` (a number or a timedelta)."""
+        """Move forward.
+
+        Args:
+            seconds: How far: a number of seconds or a timedelta.
+
+        Raises:
+            TypeError: ``seconds`` is neither a number nor a timedelta.
+            ValueError: ``seconds`` is negative (use ``set`` to go back).
+        """
         step = _seconds(seconds, "seconds")
         if step < 0:
             raise ValueError("seconds must be >= 0 (use set() to go back)")
@@ -73,7 +89,11 @@ class ManualClock:
             self._offset += step
 
     async def sleep(self, seconds: float) -> None:
-        """Move forward by ``seconds``, then yield to the loop once."""
+        """Move forward at once, then yield to the loop once: a backoff costs no time.
+
+        Args:
+            seconds: How far to move (a negative value moves nothing).
+        """
         with self._lock:
             self._offset += max(0.0, seconds)
         await asyncio.sleep(0)

@@ -92,6 +92,8 @@ class FakeProvisioningServer:
         api_key (str): The provisioning key it accepts.
         api_secret (str): The provisioning secret it accepts.
         keys_per_sub_account (int): Keys each environment added later starts with.
+        clock (Callable[[], float]): The clock stamping keys and moving the rate-limit
+            windows (give the client the same one).
     """
 
     def __init__(
@@ -119,7 +121,6 @@ class FakeProvisioningServer:
         self._journal = Journal(keep=keep_journal)
         self._fault_plan = FaultPlan(faults, seed=seed)
         self._rate_limiter = RateLimiter(rate_limit)
-        #: The clock stamping keys and moving the rate-limit windows.
         self.clock = clock
         self._ping = PingSettings(_check_delay(ping_delay), frozenset(ping_refused))
         self._app = ProvisioningApp(
@@ -191,14 +192,32 @@ class FakeProvisioningServer:
         self._ping.delay = _check_delay(seconds)
 
     def refuse_ping(self, sub_account_id: str, refuse: bool = True) -> None:
-        """Make the ping of this environment refuse every key (or accept them again)."""
+        """Make the ping of this environment refuse every key (or accept them again): an
+        environment whose new keys never verify.
+
+        Args:
+            sub_account_id: The environment.
+            refuse: True to refuse every key, False to apply the usual rule again.
+        """
         refused = set(self._ping.refused)
         (refused.add if refuse else refused.discard)(sub_account_id)
         self._ping.refused = frozenset(refused)
 
     def ping_accepts(self, sub_account_id: str, api_key: str, api_secret: str) -> bool:
         """Whether the Admin API ping of this environment would accept this key now (the
-        same rule the ping route applies, without a request)."""
+        same rule the ping route applies, without a request): what a test's consumer
+        holding a delivered key checks.
+
+        Args:
+            sub_account_id: The environment.
+            api_key: The key's api_key.
+            api_secret: The key's secret.
+
+        Returns:
+            True when the key is one of the environment's enabled keys, its secret matches,
+            ``ping_delay`` has passed since its creation and the environment's ping does
+            not refuse every key; False otherwise (an unknown environment included).
+        """
         with self._accounts.lock:
             sub = self._accounts.get(sub_account_id)
             if sub is None:

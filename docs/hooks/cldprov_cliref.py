@@ -32,8 +32,16 @@ Generated from the programs' own argument parsers each time this site is built: 
 command, argument and option below is what `--help` prints. `cldprov-async` is also
 `python -m cldprov_async`.
 
-Exit status of `cldprov-async`: 0 success, 1 an API error or a failed rotation, 2 a usage
-or configuration error (one line on stderr naming the problem), 130 interrupted.
+Exit status of `cldprov-async`: 0 success; 1 an API error, a failed rotation, or an
+`audit --max-age` finding; 2 a usage or configuration error (one line on stderr naming the
+problem); 3 another rotation of the account holds its rotation lock (`rotate` only); 130
+interrupted.
+
+Credentials come from `CLOUDINARY_ACCOUNT_URL` (or `--account-url`). Tables and JSON go to
+stdout; progress, summaries and errors to stderr. Existing keys' secrets are masked unless
+`--show-secrets`; `keys generate` prints the new key's secret once, labelled; `rotate` puts
+new secrets only in `--jsonl`/`--json` (`new_api_secret`); `audit` never prints one. An AGE
+is `90d`, `12h`, `30m`, `45s` or plain seconds.
 """
 
 

@@ -26,6 +26,8 @@ README_LINKS = {
     "CHANGELOG.md": "changelog.md",
     "benchmarks/RESULTS.md": "benchmarks/results.md",
     "benchmarks/SCALE.md": "benchmarks/scale.md",
+    "benchmarks/FLEET_HA.md": "benchmarks/fleet-ha.md",
+    "benchmarks/KEY_CACHE.md": "benchmarks/key-cache.md",
 }
 #: ``](target)`` of a Markdown link or image, the target without a title.
 _LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
