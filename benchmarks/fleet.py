@@ -19,6 +19,7 @@ here: the figures are written down.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import math
@@ -156,5 +157,11 @@ def run_all(small: bool = False) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m benchmarks fleet [--quick]``: these scenarios alone, as one JSON list."""
-    print(json.dumps(run_all(small="--quick" in (argv or [])), indent=1))
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks fleet",
+        description="Processes sharing one budget through Redis; prints one JSON list.",
+    )
+    p.add_argument("--quick", action="store_true", help="a smoke-test size (seconds, not minutes)")
+    args = p.parse_args(argv)
+    print(json.dumps(run_all(small=args.quick), indent=1))
     return 0

@@ -263,7 +263,9 @@ def report(records: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks fleet-ha", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: seconds")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     args = parser.parse_args(argv)

@@ -233,7 +233,9 @@ def report(data: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks scale", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--quick", action="store_true", help="CI size: 200 environments")
     p.add_argument("--environments", type=int)
     p.add_argument("--limit", type=int, help="requests per 1-second window (400)")

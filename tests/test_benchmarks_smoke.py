@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.__main__ import COMMANDS
+from benchmarks.__main__ import main as benchmarks_main
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,3 +60,14 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
     else:
         assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
         assert "(results.png)" in results
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_answers_help_without_running(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        benchmarks_main([command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: python -m benchmarks {command} ")

@@ -155,6 +155,23 @@ def test_without_a_hook_the_line_is_the_hand_off_and_a_later_run_retires(
     assert (got["next"], got["next_at"]) == ("prune", "2027-02-22T08:00:00Z")
 
 
+def test_a_dry_runs_totals_count_only_what_is_due_now(
+    fake: FakeProvisioningServer, here: Run
+) -> None:
+    """e1 in grace (its new key handed off a day ago), e2 due for a new key."""
+    first = here("e1", "--grace", "7d", "--jsonl")
+    assert first.returncode == 0, first.stderr
+    clock = fake.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(DAY)
+    plan = here("--all", "--grace", "7d", "--older-than", "30d", "--dry-run", now=T0 + DAY)
+    assert plan.returncode == 0, plan.stderr
+    assert "environments      2 (1 to rotate, 1 skipped (1 in grace), 0 failed)" in plan.stdout
+    as_json = here("--all", "--grace", "7d", "--older-than", "30d", "--dry-run", "--json")
+    totals = json.loads(as_json.stdout)["totals"]
+    assert (totals["planned"], totals["skipped"], totals["in_grace"]) == (1, 1, 1)
+
+
 def test_the_night_after_costs_the_listing_and_a_resume_gives_the_secrets_back(
     fake: FakeProvisioningServer, here: Run
 ) -> None:

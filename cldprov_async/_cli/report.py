@@ -74,17 +74,23 @@ def result_json(r: RotationResult, show: bool, lifecycle: bool = False) -> dict[
 def plan_totals(
     results: Sequence[RotationResult], budget: BudgetTracker, client: CldProvisioning
 ) -> dict[str, Any]:
-    """Environments, requests a run needs, the announced budget, and the estimated duration."""
+    """Environments, requests a run needs, the announced budget, and the estimated duration.
+
+    ``planned`` counts the environments a real run would change now; a lifecycle dry run
+    plans every environment, and those with nothing due (``in_grace`` among them) are
+    ``skipped``."""
     budget.observe(client.rate_limit)
-    planned = [r.plan for r in results if r.plan is not None]
-    requests = sum(p.requests for p in planned)
+    plans = [r.plan for r in results if r.plan is not None]
+    requests = sum(p.requests for p in plans)
     snap = budget.snapshot
     seconds = budget.seconds_for(requests)
+    ok = [r for r in results if r.error is None]
     return {
         "environments": len(results),
-        "planned": len(planned),
-        "skipped": sum(r.status == "skipped" for r in results),
-        "failed": sum(r.status == "failed" for r in results),
+        "planned": sum(r.plan is not None and r.skipped is None for r in ok),
+        "skipped": sum(r.skipped is not None for r in ok),
+        "in_grace": sum(r.next == "in_grace" and r.skipped is not None for r in ok),
+        "failed": len(results) - len(ok),
         "requests_needed": requests,
         "budget": None
         if snap is None
@@ -107,10 +113,11 @@ def _totals_text(totals: dict[str, Any]) -> str:
         else f"{b['remaining']} of {b['limit']} left in this window (resets {b['reset_at']})"
     )
     window = duration(totals["window_seconds"]) + ("" if totals["window_known"] else ", assumed")
+    grace = f" ({totals['in_grace']} in grace)" if totals["in_grace"] else ""
     return "\n".join(
         [
             f"environments      {totals['environments']} ({totals['planned']} to rotate,"
-            f" {totals['skipped']} skipped, {totals['failed']} failed)",
+            f" {totals['skipped']} skipped{grace}, {totals['failed']} failed)",
             f"requests needed   {totals['requests_needed']}",
             f"budget            {announced}; window {window}",
             f"estimated time    {duration(totals['estimated_seconds'])} waiting for windows",
