@@ -1,0 +1,53 @@
+"""The tests' virtual-time loop (tests/virtual_time.py) skips idle waits and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import virtual_time
+
+
+def test_an_hour_of_sleeping_is_skipped_and_the_wall_clock_moves_with_it() -> None:
+    async def main() -> tuple[float, float, float]:
+        loop = asyncio.get_running_loop()
+        clock = virtual_time.wall_clock(loop)
+        t0, w0 = loop.time(), clock()
+        await asyncio.sleep(3600)
+        await clock.sleep(60)
+        return loop.time() - t0, clock() - w0, time.time() - w0
+
+    real_start = time.monotonic()
+    loop_moved, wall_moved, real_wall_moved = virtual_time.run(main)
+    assert loop_moved >= 3660 and abs(wall_moved - loop_moved) < 1e-6
+    assert real_wall_moved < 600  # the machine's clock did not live through the hour
+    assert time.monotonic() - real_start < 600
+
+
+def test_io_still_wakes_the_loop_before_any_jump() -> None:
+    async def main() -> tuple[bytes, float]:
+        loop = asyncio.get_running_loop()
+
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(await reader.readline())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        t0 = loop.time()
+        # A far timer pending meanwhile: the answer must come before the loop jumps to it.
+        far = loop.call_later(3600, lambda: None)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ping\n")
+        line = await reader.readline()
+        moved = loop.time() - t0
+        far.cancel()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return line, moved
+
+    line, moved = virtual_time.run(main)
+    assert line == b"ping\n"
+    assert moved < 3600

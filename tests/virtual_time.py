@@ -1,0 +1,93 @@
+"""An event loop on virtual time, for tests where waiting is not the point.
+
+When nothing is ready to run and no I/O is waiting to be read, the loop's clock jumps to its
+next timer instead of sleeping: a test of windows, backoffs and deadlines runs in
+milliseconds, and a loaded machine cannot make a deadline pass early or a short sleep look
+long. Everything the test waits on must live in this loop (the in-process fake server, not
+``run_in_thread``); with nothing scheduled at all, it waits for I/O for real.
+
+``wall_clock(loop)`` is the matching wall clock (epoch seconds moving with the loop), for the
+fake server's and the client's ``clock=``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class _JumpingSelector(selectors.BaseSelector):
+    """The real selector, asked never to wait: an idle wait becomes a jump of ``offset``."""
+
+    def __init__(self) -> None:
+        self._real = selectors.DefaultSelector()
+        self.offset = 0.0
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._real.select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:  # no timer at all: only I/O (or another thread) can wake us
+            return self._real.select(None)
+        self.offset += timeout
+        return []
+
+    def close(self) -> None:
+        self._real.close()
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.get_key(fileobj)
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._real.get_map()
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """``time()`` is the monotonic clock plus every idle wait skipped so far."""
+
+    def __init__(self) -> None:
+        self._jumping = _JumpingSelector()
+        super().__init__(self._jumping)
+
+    def time(self) -> float:
+        return time.monotonic() + self._jumping.offset
+
+
+class LoopWallClock:
+    """Epoch seconds that move with ``loop.time()``, and sleeps on the loop: a ``Clock`` for
+    the fake server and the client."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._base = time.time() - loop.time()
+
+    def __call__(self) -> float:
+        return self._base + self._loop.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def wall_clock(loop: asyncio.AbstractEventLoop) -> LoopWallClock:
+    """The wall clock of ``loop``."""
+    return LoopWallClock(loop)
+
+
+def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``main()`` to completion on a new ``VirtualTimeLoop``."""
+    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+        return runner.run(main())
