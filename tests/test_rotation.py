@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import virtual_time
 
 import cldprov_async
 from cldprov_async import AccessKey, RetryConfig, RotationResult
@@ -64,6 +65,7 @@ async def test_retire_modes(retire: str) -> None:
 
 
 @pytest.mark.slow
+@virtual_time.on_virtual_time
 async def test_rotate_many_with_faults_and_a_rate_limit() -> None:
     faults = Faults(
         rate=0.15,
@@ -76,6 +78,7 @@ async def test_rotate_many_with_faults_and_a_rate_limit() -> None:
         rate_limit=RateLimitPolicy(limit=30, window=1.0),
         faults=faults,
         seed=7,
+        clock=virtual_time.clock(),
     ) as server:
         for sub in SUBS[::3]:
             server.add_key(sub, name="hooks", dedicated=True)
@@ -84,7 +87,7 @@ async def test_rotate_many_with_faults_and_a_rate_limit() -> None:
         def on_progress(done: int, total: int, result: RotationResult) -> None:
             progress.append((done, total, result.sub_account_id))
 
-        async with server.client(retry_config=FAST) as client:
+        async with server.client(retry_config=FAST, clock=server.clock) as client:
             results = await client.access_keys.rotate_many(
                 SUBS, concurrency=8, on_progress=on_progress, name="run-1", retire="disable"
             )
@@ -206,12 +209,16 @@ async def test_default_names_are_unique_per_run() -> None:
 
 
 @pytest.mark.slow
+@virtual_time.on_virtual_time
 async def test_rotate_many_waits_for_the_window_instead_of_failing() -> None:
     subs = [f"w-{i}" for i in range(12)]
     async with FakeProvisioningServer(
-        sub_accounts=subs, keys_per_sub_account=1, rate_limit=RateLimitPolicy(limit=10, window=1.0)
+        sub_accounts=subs,
+        keys_per_sub_account=1,
+        rate_limit=RateLimitPolicy(limit=10, window=1.0),
+        clock=virtual_time.clock(),
     ) as server:
-        async with server.client() as client:
+        async with server.client(clock=server.clock) as client:
             results = await client.access_keys.rotate_many(subs, concurrency=12)
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
     assert server.stats.rate_limited <= 10

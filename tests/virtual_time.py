@@ -13,12 +13,14 @@ fake server's and the client's ``clock=``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import selectors
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class _JumpingSelector(selectors.BaseSelector):
@@ -91,3 +93,20 @@ def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """``main()`` to completion on a new ``VirtualTimeLoop``."""
     with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
         return runner.run(main())
+
+
+def clock() -> LoopWallClock:
+    """The wall clock of the running loop, which must be a ``VirtualTimeLoop``."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop), "run on virtual time (virtual_time.run)"
+    return LoopWallClock(loop)
+
+
+def on_virtual_time(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
+    """An async test run on its own ``VirtualTimeLoop`` (its fixtures and parameters kept)."""
+
+    @functools.wraps(test)
+    def synchronous(*args: P.args, **kwargs: P.kwargs) -> None:
+        run(lambda: test(*args, **kwargs))
+
+    return synchronous
