@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+import virtual_time
 
 from cldprov_async import RetryConfig
 from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
@@ -125,13 +126,15 @@ async def test_a_failed_rotation_record_carries_its_facts(
 
 
 @pytest.mark.slow
+@virtual_time.on_virtual_time
 async def test_every_record_the_library_logs_has_structured_facts(
     captured: list[logging.LogRecord],
 ) -> None:
-    async with fake(rate_limit=RateLimitPolicy(limit=2, window=1.0)) as server:
+    limit = RateLimitPolicy(limit=2, window=1.0)
+    async with fake(rate_limit=limit, clock=virtual_time.clock()) as server:
         server.inject("503", route="list")
         server.inject("drop_after", route="generate")
-        async with server.client(retry_config=FAST) as client:
+        async with server.client(retry_config=FAST, clock=server.clock) as client:
             await asyncio.gather(
                 client.access_keys.rotate("env-a", name="r"),
                 client.access_keys.rotate("no-such-env"),
