@@ -19,7 +19,7 @@ def test_an_hour_of_sleeping_is_skipped_and_the_wall_clock_moves_with_it() -> No
 
     real_start = time.monotonic()
     loop_moved, wall_moved, real_wall_moved = virtual_time.run(main)
-    assert loop_moved >= 3660 and abs(wall_moved - loop_moved) < 1e-6
+    assert loop_moved >= 3660 and abs(wall_moved - loop_moved) < 0.5
     assert real_wall_moved < 600  # the machine's clock did not live through the hour
     assert time.monotonic() - real_start < 600
 
