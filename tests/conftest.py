@@ -15,7 +15,6 @@ built wheel, OpenTelemetry's global providers) is set up once. (``--dist loadgro
 from __future__ import annotations
 
 import asyncio
-import compileall
 import enum
 import json
 import os
@@ -23,7 +22,6 @@ import sys
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,20 +39,13 @@ def _private_cache_home(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Bytecode is kept, and the project's compiled once before the workers start.
-
-    The suite starts a few hundred Python processes (the CLI, benchmarks, examples, pytest
-    itself, which rewrites this package's modules as a plugin's). Where the environment sets
-    ``PYTHONDONTWRITEBYTECODE`` (these machines do), each would compile every module again:
-    the workers and the processes the tests start inherit the environment without it.
-    """
+    """Bytecode is kept: the suite starts a few hundred Python processes (the CLI, benchmarks,
+    examples, pytest itself, which rewrites this package's modules as a plugin's). Where the
+    environment sets ``PYTHONDONTWRITEBYTECODE`` (these machines do), each would compile
+    every module again; the workers and the processes the tests start inherit the
+    environment without it."""
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     sys.dont_write_bytecode = False
-    if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        root = Path(__file__).resolve().parent.parent
-        for folder in ("cldprov_async", "benchmarks", "tests", "docs/hooks"):
-            if (root / folder).is_dir():
-                compileall.compile_dir(root / folder, quiet=2)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

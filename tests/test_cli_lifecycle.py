@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_here import run_here
 
 from cldprov_async import RotationLock
-from cldprov_async._cli import main
 from cldprov_async.testing import FakeProvisioningServer, ManualClock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,23 +75,16 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def here(
-    fake: FakeProvisioningServer,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Run:
+def here(fake: FakeProvisioningServer, tmp_path: Path) -> Run:
     """``rotate`` run in this process (``main()``), for what needs no process of its own."""
 
-    def run_here(*args: str, now: float = T0) -> subprocess.CompletedProcess[str]:
-        for name, value in environ(tmp_path, now).items():
-            monkeypatch.setenv(name, value)
-        code = main(["--server-url", fake.url, "rotate", *args])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err and "fake-secret" not in out + err
-        return subprocess.CompletedProcess(args, code, out, err)
+    def rotate_here(*args: str, now: float = T0) -> subprocess.CompletedProcess[str]:
+        result = run_here(["--server-url", fake.url, "rotate", *args], environ(tmp_path, now))
+        assert "Traceback" not in result.stderr
+        assert "fake-secret" not in result.stdout + result.stderr
+        return result
 
-    return run_here
+    return rotate_here
 
 
 def lines(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:

@@ -101,20 +101,16 @@ RATE_ERROR = {"error": {"message": "Rate Limit Exceeded"}}
     ],
     ids=["420-reset-only", "429-retry-after-seconds", "429-retry-after-date"],
 )
-def test_200_concurrent_generates_fit_the_windows(policy: RateLimitPolicy) -> None:
+@virtual_time.on_virtual_time
+async def test_200_concurrent_generates_fit_the_windows(policy: RateLimitPolicy) -> None:
     """Five windows and more, on virtual time (the server's clock and the client's move with
     the loop): the windows are the point, not the waiting."""
-
-    async def main() -> tuple[FakeProvisioningServer, list[cldprov_async.AccessKey]]:
-        clock = virtual_time.wall_clock(asyncio.get_running_loop())
-        server = FakeProvisioningServer(rate_limit=policy, keys_per_sub_account=0, clock=clock)
-        async with server, server.client(clock=clock) as client:
-            keys = await asyncio.gather(
-                *(client.access_keys.generate("sub-1", {"name": f"k{i}"}) for i in range(200))
-            )
-        return server, keys
-
-    server, keys = virtual_time.run(main)
+    clock = virtual_time.clock()
+    server = FakeProvisioningServer(rate_limit=policy, keys_per_sub_account=0, clock=clock)
+    async with server, server.client(clock=clock) as client:
+        keys = await asyncio.gather(
+            *(client.access_keys.generate("sub-1", {"name": f"k{i}"}) for i in range(200))
+        )
     assert len({k.api_key for k in keys}) == 200
     assert all(k.api_secret for k in keys)
     assert server.keys_created == 200
@@ -465,15 +461,12 @@ async def test_a_body_that_stays_garbled_is_an_api_error() -> None:
 
 
 @pytest.mark.slow
-def test_a_server_that_announces_only_the_reset_is_still_respected() -> None:
+@virtual_time.on_virtual_time
+async def test_a_server_that_announces_only_the_reset_is_still_respected() -> None:
     """No Limit/Remaining at all, 420 past 40 per second: the client must not flood it.
     (On virtual time: the server's windows and the client's clock move with the loop.)"""
-    virtual_time.run(_announces_only_the_reset)
-
-
-async def _announces_only_the_reset() -> None:
     limit, counts, rejected, accepted_windows = 40, Counter[int](), [0], set[int]()
-    clock = virtual_time.wall_clock(asyncio.get_running_loop())
+    clock = virtual_time.clock()
 
     async def windowed(request: web.Request) -> web.StreamResponse:
         await request.read()

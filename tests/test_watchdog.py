@@ -184,12 +184,8 @@ async def test_with_asyncio_timeout_around_it() -> None:
     _idle(dog)
 
 
-def test_deadlines_out_of_order_each_fire_on_time() -> None:
-    """On virtual time: a loaded machine cannot stretch a short block past its deadline."""
-    virtual_time.run(_deadlines_out_of_order_each_fire_on_time)
-
-
-async def _deadlines_out_of_order_each_fire_on_time() -> None:
+@virtual_time.on_virtual_time  # a loaded machine cannot stretch a block past its deadline
+async def test_deadlines_out_of_order_each_fire_on_time() -> None:
     """Shorter timeouts entered after longer ones (a call's own timeout_ms) go to the heap."""
     dog = Watchdog()
     loop = asyncio.get_running_loop()
@@ -214,12 +210,8 @@ async def _deadlines_out_of_order_each_fire_on_time() -> None:
     _idle(dog)
 
 
-def test_random_cancellations_keep_order_and_leave_nothing() -> None:
-    """On virtual time: a loaded machine cannot stretch a short block past its deadline."""
-    virtual_time.run(_random_cancellations_keep_order_and_leave_nothing)
-
-
-async def _random_cancellations_keep_order_and_leave_nothing() -> None:
+@virtual_time.on_virtual_time  # a loaded machine cannot stretch a block past its deadline
+async def test_random_cancellations_keep_order_and_leave_nothing() -> None:
     """Many blocks, some finishing, some cancelled from outside, some timing out: each gets
     exactly its own outcome, expiries come in deadline order, nothing is left behind."""
     rng = random.Random(15)

@@ -6,8 +6,8 @@ milliseconds, and a loaded machine cannot make a deadline pass early or a short 
 long. Everything the test waits on must live in this loop (the in-process fake server, not
 ``run_in_thread``); with nothing scheduled at all, it waits for I/O for real.
 
-``wall_clock(loop)`` is the matching wall clock (epoch seconds moving with the loop), for the
-fake server's and the client's ``clock=``.
+``clock()`` is the matching wall clock (epoch seconds moving with the loop), for the fake
+server's and the client's ``clock=``; ``on_virtual_time`` runs an async test on such a loop.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ class _JumpingSelector(selectors.BaseSelector):
     def __init__(self) -> None:
         self._real = selectors.DefaultSelector()
         self.offset = 0.0
-        self.jumps = 0
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.register(fileobj, events, data)
@@ -54,7 +53,6 @@ class _JumpingSelector(selectors.BaseSelector):
         ready = self._real.select(min(timeout, SETTLE))
         if ready:
             return ready
-        self.jumps += 1
         self.offset += max(0.0, timeout - SETTLE)
         return []
 
@@ -92,11 +90,6 @@ class LoopWallClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-
-
-def wall_clock(loop: asyncio.AbstractEventLoop) -> LoopWallClock:
-    """The wall clock of ``loop``."""
-    return LoopWallClock(loop)
 
 
 def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
