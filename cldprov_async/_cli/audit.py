@@ -16,14 +16,14 @@ import argparse
 import csv
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from .._audit import AuditReport, AuditRow
 from .._lifecycle import age_text
 from .ages import age_flag
 from .common import EXIT_FAILED, EXIT_OK, connect
-from .output import environments, iso_due, table
+from .output import environments, iso, iso_due, table
 from .select import named_ids
 
 #: Characters of the longest bar in the age histogram; attention lines printed at most.
@@ -32,7 +32,7 @@ SHOWN = 20
 
 
 def _iso(when: datetime | None) -> str | None:
-    return None if when is None else when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if when is None else iso(when)
 
 
 def _seconds(age: timedelta | None) -> int | None:
