@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import forked
+
 from cldprov_async import RotationLockedError
 from cldprov_async._fleet import budget_tag
 from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy, ServerStats
@@ -48,7 +50,7 @@ def spawn(fake: FakeProvisioningServer, **opts: Any) -> subprocess.Popen[str]:
         "CLOUDINARY_ACCOUNT_URL": f"account://{fake.api_key}:{SECRET}@{fake.account_id}",
     }
     opts = {"server_url": fake.url, "max_wait": 30.0, **opts}
-    return subprocess.Popen(
+    return forked.Popen(
         [sys.executable, WORKER, json.dumps(opts)], stdout=subprocess.PIPE, env=env, text=True
     )
 

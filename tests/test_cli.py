@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import forked
 import pytest
 from cli_here import run_here
 
@@ -32,9 +33,12 @@ def cli(
     account_url: str | None = ACCOUNT_URL,
     stderr: int | None = subprocess.PIPE,
     here: bool = False,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m cldprov_async`` (with ``--server-url`` first when a server is given);
-    ``here``: its ``main()`` in this process, for what is refused before anything starts."""
+    """Run ``python -m cldprov_async`` (with ``--server-url`` first when a server is given),
+    forked from the suite's pre-imported interpreter (``tests/forked.py``), or ``fresh``: a new
+    interpreter; ``here``: its ``main()`` in this process, for what is refused before anything
+    starts."""
     env = {k: v for k, v in os.environ.items() if k != "CLOUDINARY_ACCOUNT_URL"}
     env["PYTHONPATH"] = str(ROOT)
     if account_url is not None:
@@ -45,7 +49,7 @@ def cli(
         assert stdin is None and stderr == subprocess.PIPE
         result = run_here([*prefix, *args], env)
     else:
-        result = subprocess.run(
+        result = (subprocess.run if fresh else forked.run)(
             [sys.executable, "-m", "cldprov_async", *prefix, *args],
             env=env,
             stdout=subprocess.PIPE,
@@ -224,7 +228,7 @@ def test_a_usage_error_is_the_process_exit_status_and_one_line(
 ) -> None:
     """The in-process cases above say and return what the real process does."""
     args = ("rotate", "sub-1", "--concurrency", "0")
-    real, here = cli(*args, server=server), cli(*args, server=server, here=True)
+    real, here = cli(*args, server=server, fresh=True), cli(*args, server=server, here=True)
     assert (real.returncode, real.stdout, real.stderr) == (2, "", here.stderr)
     assert here.returncode == 2
     last = real.stderr.strip().splitlines()[-1]
@@ -362,7 +366,7 @@ def test_rotate_draws_a_live_bar_on_a_terminal(server: FakeProvisioningServer) -
 @pytest.mark.slow
 def test_demo() -> None:
     started = time.monotonic()
-    result = cli("demo", account_url=None)
+    result = cli("demo", account_url=None, fresh=True)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
     assert elapsed < 30

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import forked
 import pytest
 
 from cldprov_async import RotationLock
@@ -204,7 +205,7 @@ def test_rotate_older_than_uses_the_cache(
 def test_two_audits_at_once_in_two_processes(fake: FakeProvisioningServer) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "cldprov_async", "--server-url", fake.url, "audit", "--json"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE) for _ in range(2)]
+    procs = [forked.Popen(cmd, env=env, stdout=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
     assert all(len(json.loads(o)["environments"]) == len(ENVS) for o in outs)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import forked
 import pytest
 from cli_here import run_here
 
@@ -58,7 +59,7 @@ def command(fake: FakeProvisioningServer, *args: str) -> list[str]:
 def run(
     fake: FakeProvisioningServer, tmp_path: Path, *args: str, now: float = T0
 ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
+    result = forked.run(
         command(fake, *args),
         env=environ(tmp_path, now),
         capture_output=True,
@@ -233,7 +234,7 @@ def test_sigterm_reaches_the_running_hook_and_the_run_says_how_to_resume(
     marker = tmp_path / "hook-got-term"
     started = tmp_path / "hook-started"
     hook = f"trap 'echo term > {marker}; exit 9' TERM; touch {started}; sleep 30 & wait"
-    proc = subprocess.Popen(
+    proc = forked.Popen(
         command(fake, "e1", "--deploy-hook", hook, "--grace", "0", "--jsonl", "--name", "t"),
         env=environ(tmp_path),
         stdout=subprocess.PIPE,

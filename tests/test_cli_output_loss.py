@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import forked
 import pytest
 
 from cldprov_async.testing import FakeProvisioningServer, Faults
@@ -45,7 +46,7 @@ def fake() -> Iterator[FakeProvisioningServer]:
 
 def start(fake: FakeProvisioningServer, tmp_path: Path, mode: str) -> subprocess.Popen[str]:
     args = ["--all", "--jsonl", "--concurrency", "2", *MODES[mode]]
-    return subprocess.Popen(
+    return forked.Popen(
         [sys.executable, "-m", "cldprov_async", "--server-url", fake.url, "rotate", *args],
         env=environ(tmp_path),
         stdin=subprocess.DEVNULL,
@@ -75,7 +76,7 @@ def resume_command(first_stderr_lines: list[str]) -> tuple[str, list[str]]:
 
 
 def resume(fake: FakeProvisioningServer, tmp_path: Path, args: list[str]) -> dict[str, Any]:
-    done = subprocess.run(
+    done = forked.run(
         [sys.executable, "-m", "cldprov_async", "--server-url", fake.url, "rotate", *args],
         env=environ(tmp_path),
         capture_output=True,

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import forked
 import pytest
 from cli_here import run_here
 
@@ -52,7 +53,7 @@ def run(
     if here:
         result = run_here(command(server, *args)[3:], environ())
     else:
-        result = subprocess.run(
+        result = forked.run(
             command(server, *args),
             env=environ(),
             capture_output=True,
@@ -143,7 +144,7 @@ def test_jsonl_lines_arrive_while_the_run_goes_on(server: FakeProvisioningServer
     """Under a tight limit the run lasts a few windows; the first line is out long before."""
     server.rate_limit = RateLimitPolicy(limit=4, window=1.0)
     started = time.monotonic()
-    proc = subprocess.Popen(
+    proc = forked.Popen(
         command(server, "--all", "--jsonl", "--concurrency", "1"),
         env=environ(),
         stdout=subprocess.PIPE,
@@ -255,7 +256,7 @@ AS_FROM_A_TERMINAL = [
 def test_a_signal_stops_cleanly_and_says_how_to_resume(signum: signal.Signals) -> None:
     server = many_environments(40, limit=20)
     with server.run_in_thread():
-        proc = subprocess.Popen(
+        proc = forked.Popen(
             [*AS_FROM_A_TERMINAL, *command(server, "--all", "--name", "term", "--jsonl")],
             env=environ(),
             stdout=subprocess.PIPE,
@@ -284,7 +285,7 @@ def test_sigkill_at_a_random_point_then_the_same_command_finishes_exactly() -> N
     server = many_environments(60, limit=40)
     args = ["--all", "--name", "killed", "--jsonl", "--concurrency", "8"]
     with server.run_in_thread():
-        proc = subprocess.Popen(
+        proc = forked.Popen(
             command(server, *args),
             env=environ(),
             stdout=subprocess.PIPE,

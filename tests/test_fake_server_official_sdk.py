@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cloudinary_account_provisioning as cap
+import forked
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,7 @@ def standalone(*args: str) -> Iterator[str]:
     paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     command = [sys.executable, "-m", "cldprov_async.testing", "--port", "0"]
     command += ["--account-id", ACCOUNT, "--api-key", KEY, "--api-secret", SECRET, *args]
-    process = subprocess.Popen(
+    process = forked.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import forked
 import pytest
 import redis
 from fleet_run import SECRET, result, spawn
@@ -369,7 +370,7 @@ def test_cli_rotate_takes_the_shared_budget(
         **os.environ,
         "CLOUDINARY_ACCOUNT_URL": f"account://{fake.api_key}:{SECRET}@{fake.account_id}",
     }
-    done = subprocess.run(
+    done = forked.run(
         [
             sys.executable,
             "-m",

@@ -5,10 +5,10 @@ and a client built before anything is sent."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from typing import Any
 
+import forked
 import pytest
 import redis.asyncio as aredis
 
@@ -164,7 +164,7 @@ def test_every_key_of_a_budget_shares_one_hash_tag() -> None:
 
 def test_the_cli_refuses_a_malformed_url_in_one_line() -> None:
     env = {**os.environ, "CLOUDINARY_ACCOUNT_URL": "account://k:s@a"}
-    done = subprocess.run(
+    done = forked.run(
         [
             sys.executable,
             "-m",

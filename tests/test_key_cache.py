@@ -9,7 +9,6 @@ import logging
 import os
 import socket
 import stat
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import forked
 import pytest
 import redis
 
@@ -220,7 +220,7 @@ WRITER = textwrap.dedent(
 def test_processes_writing_at_once_lose_nothing_and_never_tear_the_file(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(who), "25"], env=env)
+        forked.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(who), "25"], env=env)
         for who in range(4)
     ]
     assert [p.wait(60) for p in procs] == [0, 0, 0, 0]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+import forked
 import pytest
 import redis
 
@@ -131,7 +132,7 @@ async def test_the_clock_route_moves_a_manual_clock() -> None:
 
 def test_the_standalone_server_takes_a_clock_and_ping_options() -> None:
     args = ["--clock-start", "2027-01-01T00:00:00", "--clock-frozen", "--ping-delay", "30"]
-    proc = subprocess.Popen(
+    proc = forked.Popen(
         [sys.executable, "-m", "cldprov_async.testing", *args, "--ping-refuse", "sub-1"],
         stdout=subprocess.PIPE,
         text=True,
@@ -301,7 +302,7 @@ async def test_a_lock_file_refuses_a_second_run_naming_the_holder(tmp_path: Path
             assert f"pid {os.getpid()}" in str(caught.value)
         async with client.rotation_lock(str(tmp_path)):  # released: taken again
             pass
-        holder = subprocess.Popen(  # noqa: ASYNC220 - started once, read once
+        holder = forked.Popen(
             [sys.executable, "-c", HOLD_LOCK, fake.url, str(tmp_path)],
             stdout=subprocess.PIPE,
             text=True,
