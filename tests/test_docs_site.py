@@ -333,8 +333,9 @@ async def _browse(base_url: str, paths: list[str]) -> Browsing:
                     visits[path] = await loader.load(path)
                 await loader.page.close()
 
-            search = _search(context, base_url, "rotate_many")
-            (opened, entries), *_ = await asyncio.gather(search, *(tab() for _ in range(TABS)))
+            search = asyncio.ensure_future(_search(context, base_url, "rotate_many"))
+            await asyncio.gather(search, *(tab() for _ in range(TABS)))
+            opened, entries = search.result()
         finally:
             await browser.close()
     return Browsing({path: visits[path] for path in paths}, opened, entries)
