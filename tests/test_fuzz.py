@@ -1,7 +1,9 @@
 """Fuzz the response side: whatever a server sends, only library errors come out.
 
 Each example is one answer (status, headers, body) served by a real server on 127.0.0.1
-to a fresh client, so the middleware, the converter and the error mapping all run.
+to a fresh client, so the middleware, the converter and the error mapping all run. Server
+and client share a virtual-time loop (``tests/virtual_time.py``): a Retry-After or a backoff
+the answer asks for jumps instead of passing; what the client makes of it is the point.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from typing import Any
 
 import pytest
+import virtual_time
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -104,13 +107,17 @@ def test_any_answer_yields_a_model_or_a_library_error() -> None:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
-    with asyncio.Runner() as runner:
+    with asyncio.Runner(loop_factory=virtual_time.VirtualTimeLoop) as runner:
         server, url = runner.run(start())
         security = Security(provisioning_api_key="k", provisioning_api_secret="secret")
 
         async def one(op: str) -> None:
             async with CldProvisioning(
-                account_id="a", security=security, server_url=url, retry_config=QUICK
+                account_id="a",
+                security=security,
+                server_url=url,
+                retry_config=QUICK,
+                clock=virtual_time.clock(),
             ) as client:
                 # Anything but a library error (KeyError, TypeError, ...) fails the test.
                 with contextlib.suppress(cldprov_async.CldProvisioningError):

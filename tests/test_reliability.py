@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
+import virtual_time
 from aiohttp import web
 
 import cldprov_async
@@ -70,7 +71,11 @@ async def _mixed_op(client: CldProvisioning, sub: str, n: int, rng: random.Rando
 
 
 @pytest.mark.slow
+@virtual_time.on_virtual_time
 async def test_chaos_mixed_operations_under_faults_and_a_rate_limit() -> None:
+    """On virtual time (the server's rate-limit windows, its delay faults and the client's
+    backoffs move with the loop): the faults and the windows are the point, not the waiting."""
+    clock = virtual_time.clock()
     subs = [f"env-{i}" for i in range(8)]
     faults = Faults(rate=0.12, kinds=ALL_FAULTS, delay=0.02)
     rng = random.Random(11)
@@ -82,8 +87,9 @@ async def test_chaos_mixed_operations_under_faults_and_a_rate_limit() -> None:
         seed=5,
         rate_limit=RateLimitPolicy(limit=400, window=1.0, status=429, retry_after="seconds"),
         keep_journal=False,
+        clock=clock,
     ) as server:
-        client = server.client(retry_config=RETRY)
+        client = server.client(retry_config=RETRY, clock=clock)
         gate = asyncio.Semaphore(64)
 
         async def one(n: int) -> None:
@@ -96,7 +102,7 @@ async def test_chaos_mixed_operations_under_faults_and_a_rate_limit() -> None:
 
         started = time.monotonic()
         await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(CHAOS_OPS))), 300)
-        elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - started  # real seconds
         session = client._session._owned
         assert session is not None and session.connector is not None
         in_use = len(session.connector._acquired)
@@ -177,7 +183,9 @@ async def test_a_forgotten_client_warns_clearly_and_only_once() -> None:
     assert not any("Unclosed" in m for m in messages)
 
 
+@virtual_time.on_virtual_time
 async def test_cancelling_mid_call_leaves_nothing_open() -> None:
+    """On virtual time: the call is cancelled 0.2 s into a 1 s delay fault, without waiting."""
     async with FakeProvisioningServer(faults=Faults(rate=1.0, kinds=("delay",), delay=1.0)) as srv:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
