@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+import virtual_time
 from fleet_run import LIMIT, check_gap_run, fake_server, run_with_fault, story
 
 from benchmarks.redis_ha import Standalone, client
@@ -62,15 +63,19 @@ def test_the_window_length_is_learned_from_two_ends() -> None:
     assert clock.length == 0.5
 
 
+@virtual_time.on_virtual_time
 async def test_the_in_process_gate_keeps_to_its_share() -> None:
-    """4 members, 40 a window: 10 a window, and 3 in the window the share begins in."""
-    async with FakeProvisioningServer(rate_limit=RateLimitPolicy(limit=LIMIT, window=1.0)) as fake:
-        async with fake.client() as c:
+    """4 members, 40 a window: 10 a window, and 3 in the window the share begins in. (On
+    virtual time: one process, and its windows are the point, not the waiting.)"""
+    clock = virtual_time.clock()
+    policy = RateLimitPolicy(limit=LIMIT, window=1.0)
+    async with FakeProvisioningServer(rate_limit=policy, clock=clock) as fake:
+        async with fake.client(clock=clock) as c:
             gate = c._session.limiter
-            now = time.time()
+            now = clock()
             if now % 1 > 0.8:  # not at the very end of a window
                 await asyncio.sleep(1 - now % 1 + 0.05)
-            first = math.floor(time.time())
+            first = math.floor(clock())
             gate.share(4, limit=LIMIT, tokens=3, reset_at=first + 1.0)  # type: ignore[attr-defined]
             await asyncio.gather(
                 *(c.access_keys.generate("sub-1", {"name": f"k{i}"}) for i in range(23))
