@@ -166,6 +166,7 @@ _e_id, _e_name, _e_cloud, _e_enabled, _e_created, _e_updated, _e_keys = _slot_se
     ProductEnvironment
 )
 _ek_key, _ek_enabled, _ek_secret = _slot_setters(ProductEnvironmentAccessKey)
+(_es_sub_accounts,) = _slot_setters(ProductEnvironmentsResponse)
 
 
 def _when(value: Any) -> datetime:
@@ -316,9 +317,12 @@ def _envs_by_hand(d: dict[str, Any]) -> ProductEnvironmentsResponse:
     if type(items) is not list:
         raise _Unusual
     try:
-        return ProductEnvironmentsResponse(_envs_listed(items))
+        envs = _envs_listed(items)
     except KeyError:  # a field left out: the builders that supply its default
-        return ProductEnvironmentsResponse(tuple([_env_by_hand(item) for item in items]))
+        envs = tuple([_env_by_hand(item) for item in items])
+    built = _new(ProductEnvironmentsResponse)
+    _es_sub_accounts(built, envs)
+    return built
 
 
 #: Model -> its hand-written fast path (a dict in, the model out, or an exception).

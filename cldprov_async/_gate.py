@@ -287,6 +287,18 @@ class RateLimiter:
         if self._unlimited and now >= self._blocked_until:  # _try_take's first case, inline
             self._in_flight += 1
             return True
+        tokens, reset = self._tokens, self._reset
+        if (
+            not bulk
+            and tokens is not None
+            and tokens > 0
+            and reset is not None
+            and self._blocked_until <= now < reset
+        ):
+            # _try_take's usual case, inline: a known window with permits left
+            self._tokens = tokens - 1
+            self._in_flight += 1
+            return True
         return self._try_take(now, bulk)
 
     async def acquire(

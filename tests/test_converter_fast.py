@@ -248,7 +248,12 @@ def test_generated_success_answers_fast_or_detailed_are_the_same(body: dict[str,
 def test_items_built_slot_by_slot_have_an_init_that_only_sets_their_slots() -> None:
     """``_key_by_hand`` and the environment builders skip ``__init__``: safe only while it
     does nothing but set each field (no validator, converter, factory or hook)."""
-    for cls in (AccessKey, ProductEnvironment, ProductEnvironmentAccessKey):
+    for cls in (
+        AccessKey,
+        ProductEnvironment,
+        ProductEnvironmentAccessKey,
+        ProductEnvironmentsResponse,
+    ):
         assert not hasattr(cls, "__attrs_pre_init__") and not hasattr(cls, "__attrs_post_init__")
         assert "__dict__" not in dir(cls)  # slotted: every field is a slot
         for f in attrs.fields(cls):
