@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import MappingProxyType, SimpleNamespace
 from urllib.parse import quote
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from cldprov_async import GetAccessKeysRequest, RetryConfig, SortBy, SortOrder
 from cldprov_async._access_keys import AccessKeyOperations
+from cldprov_async._middleware import GarbledBodyError, _decode
 from cldprov_async._operation import call_options, segment
 
 
@@ -101,3 +103,72 @@ def test_a_bad_list_request_fails_every_time(bad: dict[str, object], error: type
         with pytest.raises(error):
             ops._list_query(bad)
     assert len(ops._queries) == 0  # neither the int page nor a bad request was kept
+
+
+def _loads_or_garbled(body: bytes) -> object:
+    """What the middleware decoded before its UTF-8 shortcut: ``json.loads`` of the bytes."""
+    try:
+        return ("ok", json.loads(body))
+    except (ValueError, RecursionError):
+        return ("garbled", body.decode("utf-8", "replace"))
+
+
+def _decoded(body: bytes) -> object:
+    try:
+        return ("ok", _decode(body, 200))
+    except GarbledBodyError as exc:
+        assert exc.status == 200
+        return ("garbled", exc.text)
+
+
+DOC = {"sub_accounts": [{"id": "é1", "name": "naïve ☃", "n": [1, 2.5, None, True]}]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps(DOC).encode(),
+        json.dumps(DOC, ensure_ascii=False).encode(),
+        b"\xef\xbb\xbf" + json.dumps(DOC).encode(),  # a UTF-8 BOM
+        *(json.dumps(DOC, ensure_ascii=False).encode(e) for e in ("utf-16", "utf-16-le")),
+        *(json.dumps(DOC, ensure_ascii=False).encode(e) for e in ("utf-16-be", "utf-32")),
+        json.dumps(DOC, ensure_ascii=False).encode("utf-32-le"),
+        b"",
+        b"  ",
+        b"{",
+        b'{"a": 1} x',
+        b"\xff\xfe",
+        b'"\xff"',
+        b"\x00{}",
+        b"[" * 100_000,
+        b'"\\ud800"',
+    ],
+)
+def test_the_utf8_shortcut_decodes_every_body_as_json_loads_does(body: bytes) -> None:
+    assert _decoded(body) == _loads_or_garbled(body)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    JSON_VALUES,
+    st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"]),
+    st.booleans(),
+)
+def test_generated_bodies_decode_as_json_loads_does(
+    value: object, encoding: str, ascii_only: bool
+) -> None:
+    body = json.dumps(value, ensure_ascii=ascii_only).encode(encoding, "surrogatepass")
+    assert _decoded(body) == _loads_or_garbled(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=12) | st.text(max_size=8).map(lambda t: t.encode("utf-8", "replace")))
+def test_generated_bytes_decode_as_json_loads_does(body: bytes) -> None:
+    assert _decoded(body) == _loads_or_garbled(body)
