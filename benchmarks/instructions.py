@@ -45,11 +45,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import report
 from benchmarks.clients import Target, fetch_keys, ours, raw
+from benchmarks.machine import git_state
 from benchmarks.plain import plain
 from benchmarks.report_instructions import instruction_table
 from benchmarks.servers import serve
-from benchmarks.settings import ACCOUNT, KEY, ROOT, SECRET, SUB
+from benchmarks.settings import ACCOUNT, HERE, KEY, ROOT, SECRET, SUB
 from benchmarks.timing import drive_async
 
 
@@ -302,6 +304,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--root", help="import cldprov_async from this copy of the repository")
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument("--profile", type=Path, help="keep cachegrind files here, print top functions")
+    p.add_argument(
+        "--results",
+        type=Path,
+        help="put these figures in DIR/results.json (a full run's) in place of its own and"
+        " rewrite DIR/RESULTS.md from it (its chart kept); the section names the commit"
+        " counted",
+    )
     args = p.parse_args(argv)
     settings = Settings(concurrency=args.concurrency, repeats=max(1, args.repeats))
     settings.jobs = max(1, args.jobs)
@@ -322,4 +331,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(profile_lines(result)))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if args.results is not None:
+        for path in refresh_results(result, args.results):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def refresh_results(result: dict[str, Any], out: Path) -> list[Path]:
+    """A full run's report with only its instruction counts replaced by ``result``."""
+    data = json.loads((out / "results.json").read_text())
+    data["instructions"] = {**result, "git": git_state()}
+    analysis = None if data["settings"]["quick"] else HERE / "ANALYSIS.md"
+    text = analysis.read_text() if analysis is not None and analysis.exists() else None
+    # The chart draws the timed figures, which did not change: the run's stays as it is.
+    chart = "results.png" if (out / "results.png").exists() else None
+    written = [out / "results.json", out / "RESULTS.md"]
+    written[0].write_text(json.dumps(data, indent=1) + "\n")
+    written[1].write_text(report.markdown(data, chart, text))
+    return written

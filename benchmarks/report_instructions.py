@@ -91,6 +91,8 @@ def instruction_section(result: dict[str, Any] | None) -> list[str]:
         f" the models dominate. {result.get('valgrind', '')}, Python"
         f" {result.get('python', '?')}."
     )
+    if "git" in result:  # counted apart from the run (`benchmarks instructions --results`)
+        out[-1] += f" Counted apart from the rest of this run, at commit {result['git']}."
     return [*out, "", *instruction_table(result), ""]
 
 

@@ -287,6 +287,18 @@ class RateLimiter:
         if self._unlimited and now >= self._blocked_until:  # _try_take's first case, inline
             self._in_flight += 1
             return True
+        tokens, reset = self._tokens, self._reset
+        if (
+            not bulk
+            and tokens is not None
+            and tokens > 0
+            and reset is not None
+            and self._blocked_until <= now < reset
+        ):
+            # _try_take's usual case, inline: a known window with permits left
+            self._tokens = tokens - 1
+            self._in_flight += 1
+            return True
         return self._try_take(now, bulk)
 
     async def acquire(
@@ -454,7 +466,9 @@ class RateLimiter:
                 return  # an answer from a window that has already ended
         if remaining is None:
             return
-        fresh = max(0, remaining - self._in_flight)
+        fresh = remaining - self._in_flight
+        if fresh < 0:
+            fresh = 0
         if reset is not None and (self._reset is None or reset > self._reset + 0.5):
             if self._reset is not None and reset - self._reset < 3600:
                 self._window = reset - self._reset
@@ -469,7 +483,9 @@ class RateLimiter:
         else:
             if self._members is not None:  # of what the fleet has left, a share at most
                 fresh = max(0, min(fresh, remaining // self._members - self._in_flight))
-            self._tokens = fresh if self._tokens is None else min(self._tokens, fresh)
+            tokens = self._tokens
+            if tokens is None or fresh < tokens:
+                self._tokens = fresh
 
     def on_rejected(self, headers: Mapping[str, str], n: int, retry: RetryConfig) -> float:
         """A 420/429: close the gate for every caller; returns seconds until it reopens."""

@@ -118,7 +118,19 @@ async def read_answer(resp: ClientResponse, call: CallContext, method: str, path
         call.data = _decode(call.body, resp.status)
 
 
+#: ``json.loads`` of text, without its per-call keyword checks (the same default decoder).
+_decode_text = json.JSONDecoder().decode
+
+
 def _decode(body: bytes, status: int) -> Any:
+    """The body's JSON. Read as UTF-8 first, as RFC 8259 has every JSON exchange encoded:
+    ``json.loads(bytes)`` would detect the encoding of each body in Python first. Anything
+    that is not UTF-8 JSON (a BOM, UTF-16 or -32, garbage) goes to ``json.loads(bytes)``,
+    so every body decodes as before (tests/test_fast_paths.py)."""
+    try:
+        return _decode_text(body.decode())
+    except (ValueError, RecursionError):
+        pass
     try:
         return json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 
 from ._config import RetryConfig
 from ._operation import Operations, call_options
-from ._session import Session
+from ._session import Query, Session
 from .models import ProductEnvironmentsResponse
 
 #: The most ``ids`` or ``cloud_names`` one listing takes (the spec's limit).
@@ -63,6 +63,13 @@ def listing_query(
     return query
 
 
+#: The query of a listing filtered by ``enabled`` alone, or not at all (the usual listings),
+#: by ``enabled``: built once, not per call.
+_ENABLED_ONLY: dict[bool | None, Query] = {
+    flag: tuple(listing_query(flag, None, None, None)) for flag in (None, True, False)
+}
+
+
 class ProductEnvironmentOperations(Operations):
     """``client.product_environments``: list the account's product environments.
 
@@ -87,6 +94,7 @@ class ProductEnvironmentOperations(Operations):
     ) -> None:
         super().__init__(session, account_id)
         self.max_listing_bytes = max_listing_bytes
+        self._listing_path = f"{self._account_path}/sub_accounts"
 
     async def list(
         self,
@@ -124,15 +132,25 @@ class ProductEnvironmentOperations(Operations):
             CldProvisioningError: The call failed: a subclass says how (``ResponseTooLargeError``
                 past ``max_listing_bytes``, ``RateLimitedError``...).
         """
-        query = listing_query(enabled, ids, cloud_names, prefix)
-        opts = call_options(retries, timeout_ms, http_headers)
-        path = f"{self._account_path}/sub_accounts"
+        if (
+            ids is None
+            and cloud_names is None
+            and prefix is None
+            and (enabled is None or enabled is True or enabled is False)  # not 1: refused below
+        ):
+            params = _ENABLED_ONLY[enabled]  # the usual listing: its query built once
+        else:
+            params = tuple(listing_query(enabled, ids, cloud_names, prefix))
+        if retries is None and timeout_ms is None and http_headers is None:
+            opts = None  # the common call: the defaults, nothing to check or pass
+        else:
+            opts = call_options(retries, timeout_ms, http_headers)
         return await self._call(
             "GET",
-            path,
+            self._listing_path,
             ProductEnvironmentsResponse,
             operation="product_environments.list",
-            params=tuple(query),
+            params=params,
             max_bytes=self.max_listing_bytes,
-            **opts,
+            **(opts or {}),
         )

@@ -132,7 +132,9 @@ class Session:
         """
         scope = telemetry.start(operation, sub_account_id)
         try:
-            session = self._session()
+            session = self._owned
+            if session is None or self._closed:  # not yet opened, borrowed, or closed
+                session = self._session()
             data = None if body is None else json.dumps(unstructure(body)).encode()
             retry = retries or self.retry
             timeout = self.timeout if timeout_ms is None else timeout_ms / 1000.0

@@ -7,16 +7,24 @@ errors carry a snapshot) and the gate, so it imports nothing from this package.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from attrs import frozen
+from multidict import istr
 
-_H_LIMIT = "X-FeatureRateLimit-Limit"
-_H_REMAINING = "X-FeatureRateLimit-Remaining"
-_H_RESET = "X-FeatureRateLimit-Reset"
+# As ``istr``: aiohttp's headers (a ``CIMultiDictProxy``) look them up without folding their
+# case again on every answer; to any other mapping they are the plain strings.
+_H_LIMIT = istr("X-FeatureRateLimit-Limit")
+_H_REMAINING = istr("X-FeatureRateLimit-Remaining")
+_H_RESET = istr("X-FeatureRateLimit-Reset")
+#: Limits and reset dates as parsed, by their text: every answer of a window repeats both
+#: (only ``Remaining`` counts down), so the usual answer parses one number. At most this
+#: many of each are kept.
+_KEPT = 64
+_LIMITS: dict[str | None, int] = {}
+_DATES: dict[str | None, datetime] = {}
 
 
 @frozen
@@ -44,16 +52,23 @@ def _int_header(raw: str | None) -> int | None:
     return value if value >= 0 else None
 
 
-@functools.lru_cache(maxsize=64)
 def _date(raw: str | None) -> datetime | None:
-    """An HTTP date; cached, since every answer of a window repeats the same reset."""
+    """An HTTP date, or None if it is not one; kept (``_DATES``)."""
     if not raw:
         return None
+    known = _DATES.get(raw)
+    if known is not None:
+        return known
     try:
         parsed = parsedate_to_datetime(raw)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if len(_DATES) >= _KEPT:
+        _DATES.clear()
+    _DATES[raw] = parsed
+    return parsed
 
 
 #: (limit, remaining, reset_at) as a server said them; any may be None.
@@ -64,21 +79,28 @@ def parse_budget(headers: Mapping[str, str]) -> Said | None:
     """The X-FeatureRateLimit-* headers; garbage in a header counts as that header missing.
 
     None when the answer says nothing of a budget. The gate calls this on every answer, so
-    the usual one (two numbers, a date seen before) takes no further Python call.
+    the usual one (a limit and a date seen before) parses one number and takes no further
+    Python call.
     """
     raw_limit, raw_remaining = headers.get(_H_LIMIT), headers.get(_H_REMAINING)
     raw_reset = headers.get(_H_RESET)
     if raw_limit is None and raw_remaining is None and not raw_reset:
         return None  # a server that does not announce a budget: every answer, cheaply
+    limit: int | None = _LIMITS.get(raw_limit)
     try:
-        limit: int | None = int(raw_limit)  # type: ignore[arg-type]
         remaining: int | None = int(raw_remaining)  # type: ignore[arg-type]
+        if limit is None:
+            limit = int(raw_limit)  # type: ignore[arg-type]
+            if limit >= 0 and len(_LIMITS) < _KEPT:
+                _LIMITS[raw_limit] = limit
     except (TypeError, ValueError):
         limit, remaining = _int_header(raw_limit), _int_header(raw_remaining)
     else:
         if limit < 0 or remaining < 0:  # type: ignore[operator]
             limit, remaining = _int_header(raw_limit), _int_header(raw_remaining)
-    reset_at = _date(raw_reset)
+    reset_at = _DATES.get(raw_reset)
+    if reset_at is None and raw_reset:
+        reset_at = _date(raw_reset)
     if limit is None and remaining is None and reset_at is None:
         return None
     return limit, remaining, reset_at

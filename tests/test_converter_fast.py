@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from samples import MAIN_KEY
 
 from cldprov_async import AccessKey, AccessKeysResponse, ResponseValidationError, SuccessResponse
-from cldprov_async._converter import _FAST, converter, structure
+from cldprov_async._converter import _FAST, _envs_listed, converter, structure
 from cldprov_async.models import (
     ProductEnvironment,
     ProductEnvironmentAccessKey,
@@ -248,9 +248,47 @@ def test_generated_success_answers_fast_or_detailed_are_the_same(body: dict[str,
 def test_items_built_slot_by_slot_have_an_init_that_only_sets_their_slots() -> None:
     """``_key_by_hand`` and the environment builders skip ``__init__``: safe only while it
     does nothing but set each field (no validator, converter, factory or hook)."""
-    for cls in (AccessKey, ProductEnvironment, ProductEnvironmentAccessKey):
+    for cls in (
+        AccessKey,
+        ProductEnvironment,
+        ProductEnvironmentAccessKey,
+        ProductEnvironmentsResponse,
+    ):
         assert not hasattr(cls, "__attrs_pre_init__") and not hasattr(cls, "__attrs_post_init__")
         assert "__dict__" not in dir(cls)  # slotted: every field is a slot
         for f in attrs.fields(cls):
             assert (f.validator, f.converter, f.init) == (None, None, True), f.name
             assert not isinstance(f.default, attrs.Factory), f.name  # type: ignore[arg-type]
+
+
+def test_a_full_listing_is_built_inline_reading_every_field() -> None:
+    """``_envs_listed`` (every field there, the live API's answers) reads each field of an
+    environment and of its keys as the converter does, without the fallback: a field it
+    forgot, or took from the wrong key, changes nothing here and fails."""
+    for cls, into_key in ((ProductEnvironment, False), (ProductEnvironmentAccessKey, True)):
+        base = {name: values[0] for name, values in FIELDS[cls].items()}
+        for name, (_, other) in FIELDS[cls].items():
+            changed = {**base, name: other, "unknown": {"nested": [1]}}
+            env_of = (lambda k: {**ENV, "api_access_keys": [k]}) if into_key else (lambda e: e)
+            before, after = env_of(base), env_of(changed)
+            for env in (before, after):
+                want = converter.structure({"sub_accounts": [env]}, ProductEnvironmentsResponse)
+                assert _envs_listed([env]) == want.sub_accounts
+            one, two = _envs_listed([before])[0], _envs_listed([after])[0]
+            if into_key:
+                one, two = one.api_access_keys[0], two.api_access_keys[0]  # type: ignore[assignment]
+            differs = [
+                f.name for f in attrs.fields(cls) if getattr(one, f.name) != getattr(two, f.name)
+            ]
+            assert differs == [name], (cls.__name__, name)
+
+
+@pytest.mark.parametrize("left_out", [*ENV, "key", "secret", "enabled-of-key"])
+def test_a_listing_missing_a_field_takes_the_per_field_builders(left_out: str) -> None:
+    """Not the inline path (KeyError), and still what the converter gives: the builders
+    supply the default, or the converter words the error of a required field."""
+    key = {k: v for k, v in ENV_KEY.items() if left_out not in (k, f"{k}-of-key")}
+    env = {k: v for k, v in {**ENV, "api_access_keys": [key]}.items() if k != left_out}
+    with pytest.raises(KeyError):
+        _envs_listed([env])
+    _same({"sub_accounts": [env]}, ProductEnvironmentsResponse)
