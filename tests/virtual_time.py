@@ -13,14 +13,34 @@ server's and the client's ``clock=``; ``on_virtual_time`` runs an async test on 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import selectors
+import socket
+import sys
+import termios
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 #: Real seconds an idle loop waits for I/O in flight before it jumps to its next timer.
 SETTLE = 0.03
+#: Real seconds an idle loop waits at most for TCP data or a connection still on its way.
+IN_FLIGHT_LIMIT = 2.0
+_SYN_STATES = (2, 3)  # tcpi_state: SYN_SENT, SYN_RECV
+
+
+def _outgoing(fd: int) -> bool:
+    sock = socket.socket(fileno=fd)  # borrowed: detached below, never closed here
+    try:
+        if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return False
+        if sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] in _SYN_STATES:
+            return True
+        queued = fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0")
+        return int.from_bytes(queued, sys.byteorder) > 0
+    finally:
+        sock.detach()
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -50,11 +70,27 @@ class _JumpingSelector(selectors.BaseSelector):
             return self._real.select(None)
         # Loopback data is usually readable as soon as it is sent, but a loaded machine may
         # deliver it a little later: wait that long for real before calling the loop idle.
-        ready = self._real.select(min(timeout, SETTLE))
+        waited, ready = 0.0, self._real.select(min(timeout, SETTLE))
+        # Sent but not yet received (a busy machine defers loopback delivery past SETTLE): a
+        # jump now would move the clock while a request is on its way. Wait, within reason.
+        while not ready and waited < IN_FLIGHT_LIMIT and self._in_flight():
+            waited += SETTLE
+            ready = self._real.select(min(timeout, SETTLE))
         if ready:
             return ready
-        self.offset += max(0.0, timeout - SETTLE)
+        self.offset += max(0.0, timeout - SETTLE - waited)
         return []
+
+    def _in_flight(self) -> bool:
+        """A registered TCP socket still connecting, or with bytes its peer has not taken in
+        (SIOCOUTQ: sent and not acknowledged; loopback acknowledges on arrival)."""
+        for key in self._real.get_map().values():
+            try:
+                if _outgoing(key.fd):
+                    return True
+            except OSError:
+                continue  # not a TCP socket (the loop's self-pipe)
+        return False
 
     def close(self) -> None:
         self._real.close()
