@@ -42,6 +42,7 @@ def _outgoing(fd: int) -> bool:
     finally:
         sock.detach()
 
+
 T = TypeVar("T")
 P = ParamSpec("P")
 
