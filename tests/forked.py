@@ -9,7 +9,8 @@ interpreter that imports the library and its dependencies, then waits), and ``Po
 ``[sys.executable, ("-u"), ("-m" MOD | "-c" CODE | SCRIPT), ARGS...]``. The child gets the
 caller's three standard descriptors, environment, working directory and session, and runs the
 target as ``python`` would: ``__main__``, ``sys.argv``, ``sys.path`` (the target's directory,
-``PYTHONPATH``, the interpreter's own), fresh standard streams, and the exit status (an
+``PYTHONPATH``, the interpreter's own), fresh standard streams, the signals the caller ignores
+or blocks (as ``exec`` passes them on), and the exit status (an
 uncaught exception is 1, an uncaught KeyboardInterrupt dies of SIGINT). The server reports
 its pid at once and its wait status when it ends; ``Popen.wait``, ``poll``, ``communicate``,
 ``send_signal`` and ``kill`` work as they do on a child of one's own.
@@ -123,8 +124,25 @@ def _std_streams(unbuffered: bool, errors: str) -> None:
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr  # type: ignore[misc]
 
 
+def _signals(ignored: list[int], blocked: list[int]) -> None:
+    """Signal dispositions as ``exec`` leaves them to a new interpreter (what the caller
+    ignores stays ignored, the rest is default) and as Python then sets them up."""
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        handler: Any = signal.SIG_IGN if sig in ignored else signal.SIG_DFL
+        if sig == signal.SIGINT and handler == signal.SIG_DFL:
+            handler = signal.default_int_handler
+        elif sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            handler = signal.SIG_IGN
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def _run(request: dict[str, Any], base_path: list[str]) -> int:
     """In the forked child, descriptors in place: run as ``python`` would; its exit status."""
+    _signals(request["ignored"], request["blocked"])
     if request["session"]:
         os.setsid()
     environ: dict[str, str] = request["env"]
@@ -376,6 +394,14 @@ class Popen(subprocess.Popen[Any]):
             )  # fmt: skip
             return
         request = {**target, "env": environ, "session": start_new_session}
+        restored = (signal.SIGPIPE, signal.SIGXFSZ) if restore_signals else ()
+        request["ignored"] = [
+            int(sig)
+            for sig in signal.valid_signals()
+            if sig not in (signal.SIGKILL, signal.SIGSTOP, *restored)
+            and signal.getsignal(sig) == signal.SIG_IGN
+        ]
+        request["blocked"] = [int(sig) for sig in signal.pthread_sigmask(signal.SIG_BLOCK, [])]
         request["cwd"] = os.path.abspath(os.fspath(cwd) if cwd is not None else os.getcwd())
         body = json.dumps(request).encode()
         fds = [p2cread, c2pwrite, errwrite]

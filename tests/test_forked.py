@@ -71,10 +71,14 @@ def _both(args: list[str], **kw: Any) -> tuple[subprocess.CompletedProcess[str],
     return real, fork
 
 
-@pytest.mark.parametrize(("how", "locale"), [("script", ""), ("-m", "C.UTF-8")])
+@pytest.mark.parametrize(
+    ("how", "locale", "ignore"), [("script", "", False), ("-m", "C.UTF-8", False), ("-c", "", True)]
+)
 def test_a_forked_child_sees_what_a_new_interpreter_sees(
-    how: str, locale: str, tmp_path: Path
+    how: str, locale: str, ignore: bool, tmp_path: Path
 ) -> None:
+    """(With ``ignore``, this process ignores SIGINT and SIGTERM, as a job started in the
+    background does: ``exec`` passes that on.)"""
     probe = PROBE.replace("PRELOAD", repr(forked.PRELOAD))
     (tmp_path / "probe.py").write_text(probe)
     env = {"PROBE_VALUE": "here", "PYTHONPATH": str(tmp_path / "lib"), "PATH": os.environ["PATH"]}
@@ -83,12 +87,21 @@ def test_a_forked_child_sees_what_a_new_interpreter_sees(
     args = [sys.executable, *target[how], "3", "more"]
     # This process has handlers, filters and loggers a new interpreter would not.
     logging.getLogger("probe").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        real, fork = _both(args, env=env, cwd=tmp_path, input="from stdin")
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for sig in handlers if ignore else ():
+            signal.signal(sig, signal.SIG_IGN)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            real, fork = _both(args, env=env, cwd=tmp_path, input="from stdin")
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     assert (fork.returncode, real.returncode) == (3, 3)
     assert json.loads(fork.stdout) == json.loads(real.stdout)
     assert json.loads(fork.stdout)["stdin"] == "from stdin"
+    sigint = json.loads(fork.stdout)["signals"]["SIGINT"]
+    assert ("SIG_IGN" in sigint) is ignore, sigint
     assert fork.stderr.splitlines()[0] == "INFO logged"
     assert fork.stderr.splitlines()[-1] == "atexit ran" == real.stderr.splitlines()[-1]
 
