@@ -48,14 +48,6 @@ def pytest_configure(config: pytest.Config) -> None:
     sys.dont_write_bytecode = False
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: one worker per core and one more. A few tests wait on real windows,
-    failovers and processes (the fleet's); the extra worker uses a core they leave idle.
-    (Measured on 2 cores: 198 s with 2 workers, 149 s with 3; 4 made the fleet's timing
-    checks fail.)"""
-    return (os.cpu_count() or 1) + 1
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first (a stable sort: otherwise the order stays as collected)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
