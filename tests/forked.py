@@ -295,6 +295,8 @@ def _server_path() -> str | None:
     global _server
     with _lock:
         if _server is None or _server[0].poll() is not None:
+            if _server is not None:  # it died: its socket goes with it
+                _remove(_server[1])
             path = os.path.join(tempfile.mkdtemp(prefix="forked-"), "server.sock")
             env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
             proc = subprocess.Popen(
@@ -308,15 +310,25 @@ def _server_path() -> str | None:
             if proc.stdout.readline() != b"ready\n":
                 proc.kill()
                 proc.wait()
+                _remove(path)
                 return None
             _server = (proc, path)
-            atexit.register(_stop, proc)
+            atexit.register(_stop, proc, path)
         return _server[1]
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def _remove(path: str) -> None:
+    """The server's socket and its directory."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(path))
+
+
+def _stop(proc: subprocess.Popen[bytes], path: str) -> None:
     """At this process's exit: the server's stdin closes, it stops; wait for it (and so count
-    its CPU time, its children's included, as this process's children's)."""
+    its CPU time, its children's included, as this process's children's), then remove its
+    socket's directory."""
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.close()
     try:
@@ -325,6 +337,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
         proc.wait()
     proc.stdout.close()
+    _remove(path)
 
 
 def _shadows(environ: Mapping[str, str]) -> bool:
