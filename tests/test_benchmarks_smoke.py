@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from heavy import lowered
 
 from benchmarks.__main__ import COMMANDS
 from benchmarks.__main__ import main as benchmarks_main
@@ -27,8 +28,8 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
     # One concurrency of the smoke size's two (1 and 8): every client and operation is still
     # measured and reported, with half the worker processes (concurrency 1 took longest).
     args = ["run", "--quick", "--concurrency", "8", "--out", str(tmp_path)]
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", *args],
+    done = subprocess.run(  # at a lower priority: its figures are not judged here
+        lowered([sys.executable, "-m", "benchmarks", *args]),
         capture_output=True,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},

@@ -40,11 +40,13 @@ from pathlib import Path
 from urllib.parse import urldefrag, urljoin
 
 import pytest
+from heavy import lower_this_process, lowered
 from playwright.async_api import (
     BrowserContext,
     ConsoleMessage,
     Request,
     Response,
+    Route,
     async_playwright,
     expect,
 )
@@ -62,8 +64,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-#: Tabs loading pages at the same time.
-TABS = 4
+#: Tabs loading pages at the same time (more gained nothing on 2 cores, and cost CPU).
+TABS = 2
 #: What every page requests last, in this order (see ``_Tab.load``).
 LAST_REQUESTS = ("search/search_index.json", "assets/images/favicon.png")
 
@@ -102,8 +104,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def build(out: Path) -> None:
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet"]
+    command += ["--site-dir", str(out)]
     done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
+        lowered(command),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -241,12 +245,20 @@ class _Tab:
     A tab keeps its renderer process from page to page (a new tab per page started one for
     each: most of a load's CPU). What a page shares with the pages before it (the theme's
     stylesheets and scripts) is the same URL, and is reported again from the cache.
+
+    Each page's search worker asks for the index at the URL the page gives it, and the site
+    answers; the tab hands the worker that answer's status and headers with the index's
+    configuration and no documents. Indexing every page's text again, for each of the pages,
+    was a third of the browser's CPU; the search (``_search``) reads the whole index.
     """
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, empty_index: bytes) -> None:
         self.base_url = base_url
+        self.empty_index = empty_index
         self.visit = Visit()
         self.last: dict[str, asyncio.Event] = {}
+        #: The page each request was made for: one the next page cut off is that page's.
+        self.made_for: dict[Request, Visit] = {}
 
     async def open(self, context: BrowserContext) -> None:
         self.page = page = await context.new_page()
@@ -256,8 +268,14 @@ class _Tab:
         page.on("response", self._status)
         page.on("requestfailed", self._failed)
         page.on("requestfinished", self._done)
+        await page.route(f"{self.base_url}/{LAST_REQUESTS[0]}", self._index)
+
+    async def _index(self, route: Route) -> None:
+        answer = await route.fetch()
+        await route.fulfill(response=answer, body=self.empty_index)
 
     def _outside(self, request: Request) -> None:
+        self.made_for[request] = self.visit
         if not request.url.startswith((self.base_url, "data:", "blob:")):
             self.visit.problems.append(f"outside request: {request.url}")
 
@@ -270,7 +288,7 @@ class _Tab:
             self.visit.problems.append(message.text)
 
     def _failed(self, request: Request) -> None:
-        self.visit.problems.append(f"failed: {request.url}")
+        self.made_for.get(request, self.visit).problems.append(f"failed: {request.url}")
         self._done(request)
 
     def _done(self, request: Request) -> None:
@@ -281,15 +299,15 @@ class _Tab:
     async def load(self, path: str) -> Visit:
         """Load one page, and wait until it has made its last requests: the search worker's
         index, then the favicon (the browser asks for it once the page stopped loading).
-        ``networkidle`` alone may come first (500 ms without a request, easily seen on a
-        loaded machine before the worker starts); the next page would cut them off."""
+        Waiting for ``networkidle`` (500 ms without a request) as well found nothing more and
+        cost half a second a page; a request still running when the next page starts is cut
+        off, and reported as failed in the visit it was made for."""
         self.visit = visit = Visit()
         self.last = {self.base_url + f"/{last}": asyncio.Event() for last in LAST_REQUESTS}
         await self.page.goto(self.base_url + path, wait_until="load", timeout=120_000)
         async with asyncio.timeout(120):
             for event in self.last.values():
                 await event.wait()
-        await self.page.wait_for_load_state("networkidle", timeout=120_000)
         hrefs = await self.page.eval_on_selector_all(
             "nav.md-nav--primary a.md-nav__link[href]", "links => links.map(a => a.href)"
         )
@@ -315,7 +333,7 @@ async def _search(context: BrowserContext, base_url: str, query: str) -> tuple[s
     return opened, entries
 
 
-async def _browse(base_url: str, paths: list[str]) -> Browsing:
+async def _browse(base_url: str, paths: list[str], empty_index: bytes) -> Browsing:
     """Load every page (in a few tabs at a time: part of a load is waiting) and search once."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -327,7 +345,7 @@ async def _browse(base_url: str, paths: list[str]) -> Browsing:
             todo = iter(paths)
 
             async def tab() -> None:
-                loader = _Tab(base_url)
+                loader = _Tab(base_url, empty_index)
                 await loader.open(context)
                 for path in todo:  # shared: each tab takes the next page not yet loaded
                     visits[path] = await loader.load(path)
@@ -352,9 +370,10 @@ def browsing(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Browsing:
     record = shared_dir(tmp_path_factory) / "docs-browsing.json"
     with only_one_at_a_time(record):
         if not record.exists():
-            with serving(site) as base_url:
-                found = asyncio.run(_browse(base_url, page_paths(site)))
-            record.write_text(json.dumps(dataclasses.asdict(found), default=sorted))
+            # In a process of its own at a lower priority (``heavy``): the browser's load.
+            command = lowered([sys.executable, __file__, str(site), str(record)])
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads(record.read_text())
     visits = {path: Visit(v["problems"], set(v["nav_links"])) for path, v in data["visits"].items()}
     return Browsing(visits, data["search_opened"], data["search_entries"])
@@ -381,3 +400,17 @@ def test_every_page_is_reachable_through_the_navigation(browsing: Browsing) -> N
 def test_search_finds_rotate_many_and_opens_its_api_entry(browsing: Browsing) -> None:
     assert urljoin(browsing.search_opened, ".").endswith("/reference/cldprov_async/")
     assert browsing.search_entries == 1, browsing.search_opened
+
+
+def browse_to(site: Path, record: Path) -> None:
+    """Serve ``site``, browse it, and write what was found to ``record``."""
+    index = json.loads((site / LAST_REQUESTS[0]).read_text(encoding="utf-8"))
+    empty_index = json.dumps({"config": index["config"], "docs": []}).encode()
+    with serving(site) as base_url:
+        found = asyncio.run(_browse(base_url, page_paths(site), empty_index))
+    record.write_text(json.dumps(dataclasses.asdict(found), default=sorted))
+
+
+if __name__ == "__main__":
+    lower_this_process()
+    browse_to(Path(sys.argv[1]), Path(sys.argv[2]))

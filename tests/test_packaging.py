@@ -17,6 +17,7 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from heavy import lowered
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -131,8 +132,9 @@ async def test_not_found(cldprov_aioresponses: aioresponses) -> None:
 
 
 def run(*cmd: str | Path, cwd: Path | None = None, timeout: float = 300) -> str:
+    """``cmd``'s output; it must succeed. Run at a lower priority (``heavy``), as is mypy."""
     done = subprocess.run(
-        [str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, cwd=cwd
+        lowered([str(c) for c in cmd]), capture_output=True, text=True, timeout=timeout, cwd=cwd
     )
     assert done.returncode == 0, f"{cmd}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -238,7 +240,7 @@ def test_a_user_module_type_checks_strictly_against_the_installed_wheel(
     (tmp_path / "user_mistake.py").write_text(USER_MISTAKE)
     mypy = [sys.executable, "-m", "mypy", "--strict", "--no-incremental"]
     mypy += ["--python-executable", str(user_venv), "user_app.py", "user_mistake.py"]
-    done = subprocess.run(mypy, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run(lowered(mypy), capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     errors = [line for line in done.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1 and errors[0].startswith("user_mistake.py:"), done.stdout
