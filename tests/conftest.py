@@ -48,6 +48,14 @@ def pytest_configure(config: pytest.Config) -> None:
     sys.dont_write_bytecode = False
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core and one more. The fleet's tests mostly wait on real
+    windows, failovers and processes; the extra worker uses the core they leave idle. Their
+    processes keep it when they wake because the CPU-heavy steps run niced (``heavy``).
+    (On 2 cores: about 178 s with 2 workers, 141 s with 3.)"""
+    return (os.cpu_count() or 1) + 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first (a stable sort: otherwise the order stays as collected)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
