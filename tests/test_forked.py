@@ -165,3 +165,24 @@ def test_the_child_is_forked_and_other_commands_start_a_real_process() -> None:
         env = {**os.environ, "PYTHONHASHSEED": "1"} if "--env" in args else None
         done = forked.run(args, capture_output=True, env=env, timeout=60)
         assert done.stdout == b"False\n", args
+
+
+def test_the_server_stops_with_its_test_process_and_leaves_no_socket() -> None:
+    """A test process that used the server: at its exit the server is gone, and so is the
+    directory of its socket (a run of the suite made dozens)."""
+    here = Path(__file__).parent
+    code = (
+        "import os, sys, forked\n"
+        "forked.run([sys.executable, '-c', 'pass'], check=True)\n"
+        "pid, path = forked._server[0].pid, forked._server[1]\n"
+        "assert os.path.exists(path)\n"
+        "print(pid, path)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=here, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    pid, path = done.stdout.split()
+    assert not Path(path).parent.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)
