@@ -51,3 +51,32 @@ def test_io_still_wakes_the_loop_before_any_jump() -> None:
     line, moved = virtual_time.run(main)
     assert line == b"ping\n"
     assert moved < 3600
+
+
+def test_a_stalled_loop_runs_each_timers_consequences_before_the_next_timer() -> None:
+    """A 0.01 s sleep and a 0.05 s deadline, and the loop stalls 0.2 s (a preemption on a
+    loaded machine): the sleeper wakes and finishes before the deadline's timer runs, as it
+    would on an idle machine; the clock never goes back."""
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        events: list[str] = []
+        seen: list[float] = []
+
+        async def sleeper() -> None:
+            await asyncio.sleep(0.01)
+            events.append("woke")
+
+        task = asyncio.create_task(sleeper())
+        await asyncio.sleep(0)  # the sleeper's timer is set
+        loop.call_later(0.05, lambda: events.append("deadline" if not task.done() else "late"))
+        seen.append(loop.time())
+        time.sleep(0.2)  # noqa: ASYNC251 (the stall: both timers are due in real time)
+        seen.append(loop.time())
+        await task
+        await asyncio.sleep(0.1)
+        seen.append(loop.time())
+        assert seen == sorted(seen)
+        return events
+
+    assert virtual_time.run(main) == ["woke", "late"]

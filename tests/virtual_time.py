@@ -2,9 +2,12 @@
 
 When nothing is ready to run and no I/O is waiting to be read, the loop's clock jumps to its
 next timer instead of sleeping: a test of windows, backoffs and deadlines runs in
-milliseconds, and a loaded machine cannot make a deadline pass early or a short sleep look
-long. Everything the test waits on must live in this loop (the in-process fake server, not
-``run_in_thread``); with nothing scheduled at all, it waits for I/O for real.
+milliseconds. The clock never passes the next timer: a machine that stalls the loop for a
+while (a preemption) lets the timers due meanwhile fire one after another, each one's
+consequences run before the next, as on an idle machine. So a loaded machine cannot make a
+deadline pass before the work that beat it, or a short sleep look long. Everything the
+test waits on must live in this loop (the in-process fake server, not ``run_in_thread``);
+with nothing scheduled at all, it waits for I/O for real.
 
 ``clock()`` is the matching wall clock (epoch seconds moving with the loop), for the fake
 server's and the client's ``clock=``; ``on_virtual_time`` runs an async test on such a loop.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import functools
+import math
 import selectors
 import socket
 import sys
@@ -104,14 +108,22 @@ class _JumpingSelector(selectors.BaseSelector):
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """``time()`` is the monotonic clock plus every idle wait skipped so far."""
+    """``time()`` is the monotonic clock plus every idle wait skipped so far, held at the
+    next timer until that timer has run."""
 
     def __init__(self) -> None:
         self._jumping = _JumpingSelector()
+        self._shown = -math.inf
         super().__init__(self._jumping)
 
     def time(self) -> float:
-        return time.monotonic() + self._jumping.offset
+        now = time.monotonic() + self._jumping.offset
+        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
+        if scheduled:
+            now = min(now, scheduled[0].when())
+        # Never backwards (a timer set for a time already shown is simply due).
+        self._shown = now = max(now, self._shown)
+        return now
 
 
 class LoopWallClock:
