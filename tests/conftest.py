@@ -10,6 +10,11 @@ so the workers start the longest ones at once instead of finding one last at the
 A module's tests run on one worker (``--dist loadfile``), so a module-scoped fixture (the
 built wheel, OpenTelemetry's global providers) is set up once. (``--dist loadgroup`` with
 ``xdist_group`` marks did not keep a group together with pytest 9 and xdist 3.8 here.)
+
+The fleet's tests (``REAL_TIME``) run one after another on one worker: several processes
+each, on real windows, failovers and Redis stalls, their checks bound how late a process may
+act; two such tests at once on 2 cores made them late. The other workers meanwhile run the
+rest, their CPU-heavy steps niced (``heavy``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,31 @@ def pytest_configure(config: pytest.Config) -> None:
     sys.dont_write_bytecode = False
 
 
+#: Test files on real time across processes: one unit of work for pytest-xdist, started first.
+REAL_TIME = (
+    "test_fleet.py",
+    "test_fleet_gap.py",
+    "test_fleet_sentinel.py",
+    "test_fleet_cluster.py",
+)
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's: absent with -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, but the ``REAL_TIME`` files are one unit, and units go out in
+    collection order (not xdist's largest-first, which sent the slowest files last)."""
+    from xdist.scheduler import LoadFileScheduling  # type: ignore[import-untyped]
+
+    class _Scheduling(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope: str = super()._split_scope(nodeid)
+            return "real time" if os.path.basename(scope) in REAL_TIME else scope
+
+    config.option.loadscopereorder = False
+    return _Scheduling(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's: absent with -p no:xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: one worker per core and one more. The fleet's tests mostly wait on real
     windows, failovers and processes; the extra worker uses the core they leave idle. Their
@@ -57,8 +87,15 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first (a stable sort: otherwise the order stays as collected)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The real-time files first (the longest unit), then slow tests (a stable sort:
+    otherwise the order stays as collected)."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.path.name in REAL_TIME:
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
 
 
 # --- the recording server -----------------------------------------------------------------------

@@ -51,6 +51,8 @@ from playwright.async_api import (
     expect,
 )
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 #: As root, on a closed network: no sandbox, no GPU, and none of Chromium's own traffic.

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import aiohttp
+import pytest
 
 from cldprov_async import AccessKey, PingVerifier, ProductEnvironment
 from cldprov_async._labels import parse_name
@@ -68,6 +69,7 @@ class Consumers:
             raise RuntimeError("stored, but the hook crashed before it could say so")
 
 
+@pytest.mark.slow
 async def test_a_year_of_daily_runs_never_breaks_a_consumer() -> None:
     rng = random.Random(SEED)
     clock = ManualClock(T0)
