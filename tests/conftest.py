@@ -79,10 +79,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 @pytest.hookimpl(optionalhook=True)  # xdist's: absent with -p no:xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: one worker per core and one more. The fleet's tests mostly wait on real
-    windows, failovers and processes; the extra worker uses the core they leave idle. Their
-    processes keep it when they wake because the CPU-heavy steps run niced (``heavy``).
-    (On 2 cores: about 178 s with 2 workers, 141 s with 3.)"""
+    """``-n auto``: one worker per core and one more. The fleet's tests (one worker's unit)
+    mostly wait on real windows, failovers and processes; the extra worker uses the core they
+    leave idle. Their processes keep it when they wake because the CPU-heavy steps run niced
+    (``heavy``). (On 2 cores: about 178 s with 2 workers, 118-120 s with 3 and this order.)"""
     return (os.cpu_count() or 1) + 1
 
 
