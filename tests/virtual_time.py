@@ -9,6 +9,11 @@ deadline pass before the work that beat it, or a short sleep look long. Everythi
 test waits on must live in this loop (the in-process fake server, not ``run_in_thread``);
 with nothing scheduled at all, it waits for I/O for real.
 
+A frozen loop (``on_frozen_time``) goes further: its clock moves only by those jumps, so
+the machine's own speed never counts, and a test of throughput against windows (how many
+requests a window takes, an ETA) cannot be slowed into missing one. Each jump there costs
+a short real wait (``SETTLE``), so it is for tests with few timers.
+
 ``clock()`` is the matching wall clock (epoch seconds moving with the loop), for the fake
 server's and the client's ``clock=``; ``on_virtual_time`` runs an async test on such a loop.
 """
@@ -54,9 +59,10 @@ P = ParamSpec("P")
 class _JumpingSelector(selectors.BaseSelector):
     """The real selector, asked never to wait: an idle wait becomes a jump of ``offset``."""
 
-    def __init__(self) -> None:
+    def __init__(self, frozen: bool) -> None:
         self._real = selectors.DefaultSelector()
         self.offset = 0.0
+        self.frozen = frozen
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.register(fileobj, events, data)
@@ -83,7 +89,8 @@ class _JumpingSelector(selectors.BaseSelector):
             ready = self._real.select(min(timeout, SETTLE))
         if ready:
             return ready
-        self.offset += max(0.0, timeout - SETTLE - waited)
+        # (Unfrozen, the real waits above count already: the clock lands on the timer.)
+        self.offset += timeout if self.frozen else max(0.0, timeout - SETTLE - waited)
         return []
 
     def _in_flight(self) -> bool:
@@ -111,13 +118,15 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """``time()`` is the monotonic clock plus every idle wait skipped so far, held at the
     next timer until that timer has run."""
 
-    def __init__(self) -> None:
-        self._jumping = _JumpingSelector()
+    def __init__(self, frozen: bool = False) -> None:
+        self._jumping = _JumpingSelector(frozen)
+        self._start = time.monotonic()
         self._shown = -math.inf
         super().__init__(self._jumping)
 
     def time(self) -> float:
-        now = time.monotonic() + self._jumping.offset
+        real = self._start if self._jumping.frozen else time.monotonic()
+        now = real + self._jumping.offset
         scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
         if scheduled:
             now = min(now, scheduled[0].when())
@@ -141,9 +150,9 @@ class LoopWallClock:
         await asyncio.sleep(seconds)
 
 
-def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``main()`` to completion on a new ``VirtualTimeLoop``."""
-    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+def run(main: Callable[[], Coroutine[Any, Any, T]], frozen: bool = False) -> T:
+    """``main()`` to completion on a new ``VirtualTimeLoop`` (``frozen``: see the module)."""
+    with asyncio.Runner(loop_factory=functools.partial(VirtualTimeLoop, frozen)) as runner:
         return runner.run(main())
 
 
@@ -160,5 +169,15 @@ def on_virtual_time(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P,
     @functools.wraps(test)
     def synchronous(*args: P.args, **kwargs: P.kwargs) -> None:
         run(lambda: test(*args, **kwargs))
+
+    return synchronous
+
+
+def on_frozen_time(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
+    """``on_virtual_time`` on a frozen loop: only the jumps move its clock."""
+
+    @functools.wraps(test)
+    def synchronous(*args: P.args, **kwargs: P.kwargs) -> None:
+        run(lambda: test(*args, **kwargs), frozen=True)
 
     return synchronous

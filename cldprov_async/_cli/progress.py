@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import TextIO
 
@@ -43,7 +42,8 @@ def requests_of(result: RotationResult) -> int:
 
 class RunProgress(StatusLine):
     """Counts results as they come (``update``) and draws them; ``ticker()`` keeps the line
-    fresh while the run waits for a window."""
+    fresh while the run waits for a window. Time is the client's clock, which the reset
+    dates the ETA comes from are read against (a test's virtual clock too)."""
 
     def __init__(
         self,
@@ -63,7 +63,8 @@ class RunProgress(StatusLine):
         self.interval = interval
         self.budget = BudgetTracker(reserve=client.bulk_reserve)
         self.done = self.failed = self.skipped = 0
-        self.started = time.monotonic()
+        self._now = client.clock
+        self.started = self._now()
         self._sent_at_start = self._spent()
         self._finished_requests = 0  # what the finished environments sent
         self._last_line = float("-inf")
@@ -78,15 +79,16 @@ class RunProgress(StatusLine):
             return 0.0
         if self.done == 0:
             return None
-        elapsed = time.monotonic() - self.started
+        now = self._now()
+        elapsed = now - self.started
         per_env = self._finished_requests / self.done
         in_flight = self._spent() - self._sent_at_start - self._finished_requests
         needed = max(0.0, left * per_env - in_flight)
-        by_budget = self.budget.seconds_for(needed)
+        by_budget = self.budget.seconds_for(needed, now)
         if by_budget is not None:
             return by_budget
         # It fits the window's budget: the pace while not waiting for a window decides.
-        active = max(1e-3, elapsed - self.budget.waited())
+        active = max(1e-3, elapsed - self.budget.waited(now))
         return needed / max(1.0, self._finished_requests) * active
 
     def _spent(self) -> int:
@@ -95,13 +97,14 @@ class RunProgress(StatusLine):
         return stats.sent - stats.rejected
 
     def line(self) -> str:
-        elapsed = time.monotonic() - self.started
+        now = self._now()
+        elapsed = now - self.started
         rate = self.done / elapsed * 60 if elapsed > 0 else 0.0
         eta = self.eta()
         width = len(str(self.total))
         return (
             f"[{self.done:>{width}}/{self.total}] failed {self.failed}, skipped {self.skipped},"
-            f" {rate:.0f}/min, waited {duration(self.budget.waited())} for the rate limit,"
+            f" {rate:.0f}/min, waited {duration(self.budget.waited(now))} for the rate limit,"
             f" ETA {'?' if eta is None else duration(eta)}"
         )
 
@@ -114,11 +117,11 @@ class RunProgress(StatusLine):
             self.failed += 1
         elif result.status == "skipped":
             self.skipped += 1
-        self.budget.observe(self.client.rate_limit)
+        now = self._now()
+        self.budget.observe(self.client.rate_limit, now)
         if self.live:
             self._draw()
             return
-        now = time.monotonic()
         if result.error is not None:
             self._print(f"failed: {result.sub_account_id}: {one_line(result.error)}")
         if now - self._last_line >= self.interval or self.done == self.total:
@@ -129,11 +132,11 @@ class RunProgress(StatusLine):
         """Watch the budget (a spent window shows as ``remaining == 0`` until it resets, so
         a tenth of a second bounds the error on the time waited); redraw every second on a
         terminal, a plain line every minute otherwise."""
-        drawn = time.monotonic()
+        drawn = self._now()
         while True:
             await asyncio.sleep(0.1)
-            self.budget.observe(self.client.rate_limit)
-            now = time.monotonic()
+            now = self._now()
+            self.budget.observe(self.client.rate_limit, now)
             if self.live and now - drawn >= 1.0:
                 self._draw()
                 drawn = now
