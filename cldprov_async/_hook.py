@@ -82,7 +82,9 @@ class ShellHook:
             if name not in CREDENTIAL_VARIABLES and not any(h in value for h in self._hide)
         }
         self._running: set[asyncio.subprocess.Process] = set()
-        self._signalled = False
+        #: The run's signal once it came, and the hooks it reached.
+        self._signal: int | None = None
+        self._told: set[asyncio.subprocess.Process] = set()
 
     def __repr__(self) -> str:
         return f"ShellHook({self.command!r}, timeout={self.timeout})"
@@ -99,10 +101,14 @@ class ShellHook:
         Args:
             signum: The signal's number (``signal.SIGTERM``).
         """
-        self._signalled = True
+        self._signal = signum
         for proc in list(self._running):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signum)
+            self._tell(proc, signum)
+
+    def _tell(self, proc: asyncio.subprocess.Process, signum: int) -> None:
+        self._told.add(proc)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signum)
 
     async def __call__(self, key: AccessKey, environment: ProductEnvironment) -> None:
         """Run the hook for ``key``; return when it exited 0.
@@ -127,19 +133,36 @@ class ShellHook:
             "CLDPROV_CLOUD_NAME": environment.cloud_name,
             "CLDPROV_API_KEY": key.api_key,
         }
-        proc = await asyncio.create_subprocess_shell(
-            self.command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            start_new_session=True,  # its own process group: killed whole, signalled by us
+        # Started whole even if the run stops meanwhile (a cancelled start would kill the shell
+        # alone, leaving its children), and then stopped as a running hook is.
+        starting = asyncio.ensure_future(
+            asyncio.create_subprocess_shell(
+                self.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                start_new_session=True,  # its own process group: killed whole, signalled by us
+            )
         )
+        cancelled: asyncio.CancelledError | None = None
+        try:
+            proc = await asyncio.shield(starting)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+            try:
+                proc = await starting
+            except Exception:
+                raise exc from None  # it never started: the run stops all the same
         self._running.add(proc)
+        if self._signal is not None:  # the run's signal came while the hook started
+            self._tell(proc, self._signal)
         held = bytearray()
         reader = asyncio.create_task(_collect(proc, held))
         timed_out = False
         try:
+            if cancelled is not None:
+                raise cancelled
             await _feed(proc, payload)
             try:
                 async with asyncio.timeout(self.timeout):
@@ -151,9 +174,8 @@ class ShellHook:
         except asyncio.CancelledError:
             # The run stops: the hook got the run's signal (else SIGTERM now) and a moment to
             # exit by itself; then what is left of its group is killed.
-            if not self._signalled:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+            if proc not in self._told:
+                self._tell(proc, signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_STOP_GRACE):
                     await asyncio.shield(proc.wait())
@@ -161,6 +183,7 @@ class ShellHook:
             raise
         finally:
             self._running.discard(proc)
+            self._told.discard(proc)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):  # a child may hold stderr open
                     await asyncio.shield(reader)

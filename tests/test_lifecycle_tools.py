@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import forked
@@ -287,6 +288,43 @@ async def test_a_signal_passes_to_running_hooks(tmp_path: Path) -> None:
     with pytest.raises(HandOffError) as caught:
         await task
     assert marker.read_text().strip() == "got" and caught.value.exit_status == 7
+
+
+async def test_the_runs_signal_reaches_a_hook_that_was_still_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's SIGTERM lands while the hook's shell has started but its start has not
+    returned yet (a loaded machine made that window wide enough to hit): the hook still gets
+    the signal, the run stops, and nothing of the hook's process group is left."""
+    marker, started, pidfile = tmp_path / "term", tmp_path / "started", tmp_path / "child"
+    hook = ShellHook(
+        f"trap 'echo got > {marker}; exit 7' TERM; sleep 30 & echo $! > {pidfile};"
+        f" touch {started}; wait"
+    )
+    real_start = asyncio.create_subprocess_shell
+
+    async def start_then_the_signal(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        proc = await real_start(*args, **kwargs)
+        while not started.exists():  # the trap is set
+            await asyncio.sleep(0.01)
+        hook.send_signal(signal.SIGTERM)  # as the CLI's handler does: the hook not yet known
+        task.cancel()  # and the run's task
+        return proc
+
+    monkeypatch.setattr(asyncio, "create_subprocess_shell", start_then_the_signal)
+    task = asyncio.create_task(hook(KEY, ENV))
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert marker.read_text().strip() == "got"
+    child = int(pidfile.read_text())
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the hook's child survived")
 
 
 # -- the rotation lock --------------------------------------------------------------------
