@@ -256,6 +256,17 @@ async def test_a_failing_hook_reports_its_last_stderr_lines_masked() -> None:
     assert len(long.value.stderr_tail) == 1024
 
 
+async def _gone(pid: int) -> None:
+    """The hook's background child ends within seconds (its process group was killed)."""
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the hook's child survived")
+
+
 async def test_a_hook_past_its_timeout_is_killed_with_its_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "child"
     hook = ShellHook(f"sleep 60 & echo $! > {pidfile}; wait", timeout=0.5)
@@ -264,15 +275,7 @@ async def test_a_hook_past_its_timeout_is_killed_with_its_process_group(tmp_path
         await hook(KEY, ENV)
     assert caught.value.timed_out and "timed out after 0.5s" in str(caught.value)
     assert time.monotonic() - started < 10
-    child = int(pidfile.read_text())
-    for _ in range(100):  # the background child was in the group: killed too
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        await asyncio.sleep(0.02)
-    else:
-        pytest.fail("the hook's child survived")
+    await _gone(int(pidfile.read_text()))  # the background child was in the group: killed too
 
 
 async def test_a_signal_passes_to_running_hooks(tmp_path: Path) -> None:
@@ -316,15 +319,7 @@ async def test_the_runs_signal_reaches_a_hook_that_was_still_starting(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert marker.read_text().strip() == "got"
-    child = int(pidfile.read_text())
-    for _ in range(100):
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("the hook's child survived")
+    await _gone(int(pidfile.read_text()))
 
 
 # -- the rotation lock --------------------------------------------------------------------
