@@ -20,7 +20,7 @@ from samples import MAIN_KEY, SECRET
 
 import cldprov_async
 from cldprov_async import CldProvisioning, RetryConfig, Security
-from cldprov_async.testing import FakeProvisioningServer, RateLimitPolicy
+from cldprov_async.testing import FakeProvisioningServer, ManualClock, RateLimitPolicy
 
 FAST = RetryConfig(max_attempts=5, max_wait=10.0, backoff_initial=0.01, backoff_max=0.05)
 KEY_JSON = MAIN_KEY
@@ -125,8 +125,12 @@ async def test_200_concurrent_generates_fit_the_windows(policy: RateLimitPolicy)
 
 
 async def test_reset_an_hour_ahead_raises_at_once_with_reset_at() -> None:
-    async with FakeProvisioningServer(rate_limit=RateLimitPolicy(limit=3, window=3600)) as server:
-        async with server.client() as client:
+    # Half an hour into an hour-long window, for the server and the client: on the real clock
+    # a run that crossed the hour found a fresh window for the fourth call.
+    clock = ManualClock(time.time() // 3600 * 3600 + 1800)
+    policy = RateLimitPolicy(limit=3, window=3600)
+    async with FakeProvisioningServer(rate_limit=policy, clock=clock) as server:
+        async with server.client(clock=clock) as client:
             for _ in range(3):
                 await client.access_keys.list({"sub_account_id": "sub-1"})
             started = time.monotonic()
@@ -135,7 +139,7 @@ async def test_reset_an_hour_ahead_raises_at_once_with_reset_at() -> None:
             elapsed = time.monotonic() - started
     assert elapsed < 1.0
     assert caught.value.reset_at is not None
-    assert caught.value.reset_at > datetime.now(UTC) + timedelta(seconds=1)
+    assert caught.value.reset_at > datetime.fromtimestamp(clock() + 1, UTC)
     assert client.rate_limit is not None and client.rate_limit.remaining == 0
     assert server.stats.received == 3  # the fourth was never sent to be rejected
 
